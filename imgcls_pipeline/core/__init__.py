@@ -1,0 +1,1 @@
+"""Plain Python/PyTorch building blocks of the pipeline; nothing here imports Dagster."""
