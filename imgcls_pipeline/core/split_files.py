@@ -1,0 +1,70 @@
+"""The split files users read and keep: ``train.csv``, ``val.csv``, ``test.csv``, ``excluded.csv``."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import pandas as pd
+
+from imgcls_pipeline.core.atomic import write_csv_atomic
+from imgcls_pipeline.core.errors import UserError
+from imgcls_pipeline.core.groups import EXCLUDED_COLUMNS, IMAGE_COLUMNS
+from imgcls_pipeline.core.splitting import SPLITS
+
+SPLIT_DTYPES = {
+    "image_path": str, "class_name": str, "object_id": str,
+    "sequence": "int64", "width": "int64", "height": "int64",
+}
+
+
+def write_split_files(
+    splits_dir: str | os.PathLike[str],
+    tables: Mapping[str, pd.DataFrame],
+    excluded: pd.DataFrame,
+) -> dict[str, Path]:
+    """Write each file atomically; returns the paths written."""
+    folder = Path(splits_dir)
+    paths = {}
+    for split in SPLITS:
+        paths[split] = folder / f"{split}.csv"
+        write_csv_atomic(paths[split], tables[split][IMAGE_COLUMNS])
+    paths["excluded"] = folder / "excluded.csv"
+    write_csv_atomic(paths["excluded"], excluded[EXCLUDED_COLUMNS])
+    return paths
+
+
+def read_split(splits_dir: str | os.PathLike[str], split: str) -> pd.DataFrame:
+    """One split table; a missing or malformed file is a clear error naming it."""
+    path = Path(splits_dir) / f"{split}.csv"
+    if not path.is_file():
+        raise UserError(
+            f"Split file '{path}' is missing: run `imgcls split` (or materialize the `splits` "
+            f"asset) first, or point --splits_dir / IMGCLS_SPLITS_DIR at the folder holding it."
+        )
+    try:
+        frame = pd.read_csv(path, dtype=SPLIT_DTYPES, keep_default_na=False)
+    except (ValueError, pd.errors.ParserError) as error:
+        raise UserError(
+            f"Split file '{path}' cannot be read ({error}); delete the splits folder and run "
+            f"`imgcls split` again."
+        ) from None
+    missing = [c for c in IMAGE_COLUMNS if c not in frame.columns]
+    if missing:
+        raise UserError(
+            f"Split file '{path}' lacks the column(s) {', '.join(missing)}; it was not written "
+            f"by this pipeline — move it away and run `imgcls split` again."
+        )
+    return frame[IMAGE_COLUMNS]
+
+
+def read_existing_splits(splits_dir: str | os.PathLike[str]) -> dict[str, pd.DataFrame]:
+    """The split tables already on disk (empty dict when there are none yet)."""
+    folder = Path(splits_dir)
+    if not any((folder / f"{split}.csv").is_file() for split in SPLITS):
+        return {}
+    return {
+        split: read_split(folder, split) for split in SPLITS if (folder / f"{split}.csv").is_file()
+    }
+

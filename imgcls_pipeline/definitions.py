@@ -1,0 +1,16 @@
+"""The Dagster code location: every asset, check, resource, schedule and sensor of the pipeline."""
+
+
+import dagster as dg
+
+from imgcls_pipeline.defs import data_assets, data_checks
+from imgcls_pipeline.defs.resources import PipelinePaths
+
+defs = dg.Definitions(
+    assets=dg.load_assets_from_modules([data_assets]),
+    asset_checks=dg.load_asset_checks_from_modules([data_checks]),
+    resources={"paths": PipelinePaths.from_env()},
+    # One process per run: torch is imported once, and training already runs in its own
+    # process (Dagster Pipes), so a crash there cannot take the run worker down with it.
+    executor=dg.in_process_executor,
+)
