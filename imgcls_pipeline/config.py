@@ -209,7 +209,9 @@ def validate(config: PipelineConfig) -> None:
             f"got {data.train_ratio} + {data.val_ratio} + {data.test_ratio} = {sum(ratios):g}."
         )
     if data.train_ratio <= 0:
-        raise UserError("train_ratio must be above 0: the training split is also the search gallery.")
+        raise UserError(
+            "train_ratio must be above 0: the training split is also the search gallery."
+        )
     positive = {
         "image_size": data.image_size,
         "embedding_dim": config.model.embedding_dim,
@@ -228,7 +230,9 @@ def validate(config: PipelineConfig) -> None:
         value = getattr(config.training, name)
         minimum = 0 if name == "num_workers" else 1
         if value is not None and value < minimum:
-            raise UserError(f"{name} must be at least {minimum} (or None for automatic), not {value}.")
+            raise UserError(
+                f"{name} must be at least {minimum} (or None for automatic), not {value}."
+            )
     if not config.evaluation.recall_k_values or min(config.evaluation.recall_k_values) < 1:
         raise UserError("recall_k_values must list one or more positive K, e.g. 1,5.")
     if data.class_names is not None and len(data.class_names) == 0:

@@ -1,6 +1,5 @@
 """The Dagster code location: every asset, check, resource, schedule and sensor of the pipeline."""
 
-
 import dagster as dg
 
 from imgcls_pipeline.defs import data_assets, data_checks

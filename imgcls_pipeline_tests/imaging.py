@@ -11,8 +11,13 @@ from PIL import Image
 CLASS_COLOURS = [(200, 40, 40), (40, 160, 40), (40, 40, 200), (200, 200, 40), (160, 40, 160)]
 
 
-def write_photo(path: Path, size: tuple[int, int] = (96, 80), colour=(128, 128, 128),
-                seed: int = 0, fmt: str | None = None) -> Path:
+def write_photo(
+    path: Path,
+    size: tuple[int, int] = (96, 80),
+    colour=(128, 128, 128),
+    seed: int = 0,
+    fmt: str | None = None,
+) -> Path:
     """A small noisy photo of one dominant colour, so classes are learnable."""
     rng = np.random.default_rng(seed)
     width, height = size

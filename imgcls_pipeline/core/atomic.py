@@ -21,8 +21,9 @@ def atomic_path(destination: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``destination``; on success it replaces the destination."""
     destination = Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp_name = tempfile.mkstemp(prefix=f".{destination.name}.", suffix=".tmp",
-                                      dir=destination.parent)
+    fd, temp_name = tempfile.mkstemp(
+        prefix=f".{destination.name}.", suffix=".tmp", dir=destination.parent
+    )
     os.close(fd)
     temp = Path(temp_name)
     try:

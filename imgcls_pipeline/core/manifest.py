@@ -19,8 +19,16 @@ from imgcls_pipeline.core.image_header import read_header
 from imgcls_pipeline.core.naming import is_image_extension, normalize_label, parse_image_name
 
 MANIFEST_COLUMNS = [
-    "image_path", "class_name", "object_id", "sequence", "width", "height",
-    "file_size", "mtime_ns", "status", "detail",
+    "image_path",
+    "class_name",
+    "object_id",
+    "sequence",
+    "width",
+    "height",
+    "file_size",
+    "mtime_ns",
+    "status",
+    "detail",
 ]
 LAYOUT_HELP = (
     "put one sub-folder per class in it, holding photos named {ID}_{sequence}.jpg "
@@ -101,22 +109,32 @@ def scan_manifest(
     opened = 0
     for stat in walk_files(root):
         reused = known.get(stat.image_path)
-        if reused is not None and reused["file_size"] == stat.file_size and (
-            reused["mtime_ns"] == stat.mtime_ns
+        if (
+            reused is not None
+            and reused["file_size"] == stat.file_size
+            and (reused["mtime_ns"] == stat.mtime_ns)
         ):
             rows.append(reused)
             continue
         status, class_name, object_id, sequence = classify_location(stat.image_path)
         row = {
-            "image_path": stat.image_path, "class_name": class_name, "object_id": object_id,
-            "sequence": sequence, "width": None, "height": None, "file_size": stat.file_size,
-            "mtime_ns": stat.mtime_ns, "status": status, "detail": "",
+            "image_path": stat.image_path,
+            "class_name": class_name,
+            "object_id": object_id,
+            "sequence": sequence,
+            "width": None,
+            "height": None,
+            "file_size": stat.file_size,
+            "mtime_ns": stat.mtime_ns,
+            "status": status,
+            "detail": "",
         }
         if status == "ok":
             header = read_header(str(root / stat.image_path))
             opened += 1
-            row.update(status=header.status, width=header.width, height=header.height,
-                       detail=header.detail)
+            row.update(
+                status=header.status, width=header.width, height=header.height, detail=header.detail
+            )
         rows.append(row)
     return _as_frame(rows), opened
 

@@ -14,8 +14,12 @@ from imgcls_pipeline.core.groups import EXCLUDED_COLUMNS, IMAGE_COLUMNS
 from imgcls_pipeline.core.splitting import SPLITS
 
 SPLIT_DTYPES = {
-    "image_path": str, "class_name": str, "object_id": str,
-    "sequence": "int64", "width": "int64", "height": "int64",
+    "image_path": str,
+    "class_name": str,
+    "object_id": str,
+    "sequence": "int64",
+    "width": "int64",
+    "height": "int64",
 }
 
 
@@ -67,4 +71,3 @@ def read_existing_splits(splits_dir: str | os.PathLike[str]) -> dict[str, pd.Dat
     return {
         split: read_split(folder, split) for split in SPLITS if (folder / f"{split}.csv").is_file()
     }
-

@@ -107,9 +107,7 @@ def split_tables(images: pd.DataFrame, assignment: Mapping[str, str]) -> dict[st
 
 def count_table(tables: Mapping[str, pd.DataFrame], unit: str = "object_id") -> pd.DataFrame:
     """Class × split counts of IDs (``unit="object_id"``) or images (``unit="image_path"``)."""
-    counts = {
-        split: table.groupby("class_name")[unit].nunique() for split, table in tables.items()
-    }
+    counts = {split: table.groupby("class_name")[unit].nunique() for split, table in tables.items()}
     frame = pd.DataFrame(counts).reindex(columns=list(SPLITS)).fillna(0).astype(int)
     frame["total"] = frame.sum(axis=1)
     return frame.sort_index()

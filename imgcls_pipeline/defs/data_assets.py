@@ -1,6 +1,6 @@
 """Assets of the data half: photo folder → image_manifest → id_groups → splits."""
 
-
+import warnings
 from dataclasses import dataclass
 
 import dagster as dg
@@ -39,6 +39,10 @@ class SplitResult:
     seed: int
 
 
+# Observable source assets are "beta" in Dagster 1.13; the API we use is the documented one.
+warnings.filterwarnings("ignore", category=dg.BetaWarning, message=".*observable_source_asset")
+
+
 @dg.observable_source_asset(
     group_name=GROUP,
     description="The photo folder (IMGCLS_DATA_DIR). Its data version changes when photos are "
@@ -64,15 +68,19 @@ def image_manifest(context: dg.AssetExecutionContext, paths: PipelinePaths) -> p
         raise UserError(f"Data folder '{paths.data}' is empty: {LAYOUT_HELP}.")
     write_parquet_atomic(cache, manifest)
     status_counts = manifest["status"].value_counts()
-    context.log.info(f"{len(manifest)} files, {opened} headers read, {len(manifest) - opened} reused")
-    context.add_output_metadata({
-        "dagster/row_count": len(manifest),
-        "headers_read": opened,
-        "reused_rows": len(manifest) - opened,
-        "usable_files": int(status_counts.get("ok", 0)),
-        "status_counts": dg.MetadataValue.md(counts_markdown(status_counts, "status")),
-        "manifest_file": dg.MetadataValue.path(str(cache)),
-    })
+    context.log.info(
+        f"{len(manifest)} files, {opened} headers read, {len(manifest) - opened} reused"
+    )
+    context.add_output_metadata(
+        {
+            "dagster/row_count": len(manifest),
+            "headers_read": opened,
+            "reused_rows": len(manifest) - opened,
+            "usable_files": int(status_counts.get("ok", 0)),
+            "status_counts": dg.MetadataValue.md(counts_markdown(status_counts, "status")),
+            "manifest_file": dg.MetadataValue.path(str(cache)),
+        }
+    )
     return manifest
 
 
@@ -109,15 +117,17 @@ def id_groups(
             + ", ".join(groups.conflicts["object_id"].head(20))
         )
     reasons = groups.excluded["reason"].value_counts()
-    context.add_output_metadata({
-        "dagster/row_count": len(groups.images),
-        "ids": int(groups.images["object_id"].nunique()),
-        "classes": len(set(groups.images["class_name"])),
-        "excluded_files": len(groups.excluded),
-        "exclusions_by_reason": dg.MetadataValue.md(counts_markdown(reasons, "reason")),
-        "label_conflicts": dg.MetadataValue.md(frame_markdown(groups.conflicts, index=False)),
-        "empty_classes": ", ".join(groups.empty_classes) or "none",
-    })
+    context.add_output_metadata(
+        {
+            "dagster/row_count": len(groups.images),
+            "ids": int(groups.images["object_id"].nunique()),
+            "classes": len(set(groups.images["class_name"])),
+            "excluded_files": len(groups.excluded),
+            "exclusions_by_reason": dg.MetadataValue.md(counts_markdown(reasons, "reason")),
+            "label_conflicts": dg.MetadataValue.md(frame_markdown(groups.conflicts, index=False)),
+            "empty_classes": ", ".join(groups.empty_classes) or "none",
+        }
+    )
     return groups
 
 
@@ -152,20 +162,22 @@ def splits(
             f"{len(small)} class(es) have fewer than {MIN_IDS_FOR_ALL_SPLITS} IDs and go to "
             f"train only: {', '.join(small)}"
         )
-    context.add_output_metadata({
-        **{f"{split}_images": len(tables[split]) for split in SPLITS},
-        **{f"{split}_ids": int(tables[split]["object_id"].nunique()) for split in SPLITS},
-        "excluded_files": len(id_groups.excluded),
-        "ids_kept_from_previous_splits": carried,
-        "ids_newly_assigned": len(kept_ids) - carried,
-        "ids_per_class_and_split": dg.MetadataValue.md(frame_markdown(ids_per_class)),
-        "images_per_class_and_split": dg.MetadataValue.md(
-            frame_markdown(count_table(tables, unit="image_path"))
-        ),
-        "exclusions_by_reason": dg.MetadataValue.md(
-            counts_markdown(id_groups.excluded["reason"].value_counts(), "reason")
-        ),
-        "small_classes_train_only": ", ".join(small) or "none",
-        "splits_folder": dg.MetadataValue.path(str(written["train"].parent)),
-    })
+    context.add_output_metadata(
+        {
+            **{f"{split}_images": len(tables[split]) for split in SPLITS},
+            **{f"{split}_ids": int(tables[split]["object_id"].nunique()) for split in SPLITS},
+            "excluded_files": len(id_groups.excluded),
+            "ids_kept_from_previous_splits": carried,
+            "ids_newly_assigned": len(kept_ids) - carried,
+            "ids_per_class_and_split": dg.MetadataValue.md(frame_markdown(ids_per_class)),
+            "images_per_class_and_split": dg.MetadataValue.md(
+                frame_markdown(count_table(tables, unit="image_path"))
+            ),
+            "exclusions_by_reason": dg.MetadataValue.md(
+                counts_markdown(id_groups.excluded["reason"].value_counts(), "reason")
+            ),
+            "small_classes_train_only": ", ".join(small) or "none",
+            "splits_folder": dg.MetadataValue.path(str(written["train"].parent)),
+        }
+    )
     return SplitResult(tables=tables, excluded=id_groups.excluded, ratios=ratios, seed=config.seed)

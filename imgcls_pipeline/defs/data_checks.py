@@ -1,6 +1,5 @@
 """Asset checks on the split files as written to disk (what training and users actually read)."""
 
-
 import dagster as dg
 import pandas as pd
 
@@ -70,7 +69,9 @@ def every_usable_photo_in_one_split(
     problems = _unexplained(image_manifest, in_splits, excluded, id_groups)
     manifest_paths = set(image_manifest["image_path"])
     problems += [f"listed twice: {p}" for p in listed[listed.duplicated()].head(20)]
-    problems += [f"in no split and not excluded: {p}" for p in sorted(manifest_paths - set(listed))[:20]]
+    problems += [
+        f"in no split and not excluded: {p}" for p in sorted(manifest_paths - set(listed))[:20]
+    ]
     problems += [f"not in the data folder: {p}" for p in sorted(set(listed) - manifest_paths)[:20]]
     return dg.AssetCheckResult(
         passed=not problems,
@@ -95,9 +96,11 @@ def _unexplained(
         row = rows.loc[path]
         if row["status"] != "ok" or min(row["width"], row["height"]) < groups.min_image_size:
             problems.append(f"in a split but unusable: {path}")
-    classes_per_id = usable[usable["class_name"].isin(groups.classes)].groupby("object_id")[
-        "class_name"
-    ].nunique()
+    classes_per_id = (
+        usable[usable["class_name"].isin(groups.classes)]
+        .groupby("object_id")["class_name"]
+        .nunique()
+    )
     small_ids = set(usable.loc[short_side < groups.min_image_size, "object_id"])
     for path, reason in zip(excluded["image_path"], excluded["reason"], strict=True):
         if path not in usable.index:

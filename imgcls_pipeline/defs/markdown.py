@@ -14,7 +14,9 @@ def frame_markdown(frame: pd.DataFrame, index: bool = True, max_rows: int = 200)
         shown = shown.reset_index()
     header = "| " + " | ".join(str(c) for c in shown.columns) + " |"
     rule = "| " + " | ".join("---" for _ in shown.columns) + " |"
-    rows = ["| " + " | ".join(_cell(v) for v in row) + " |" for row in shown.itertuples(index=False)]
+    rows = [
+        "| " + " | ".join(_cell(v) for v in row) + " |" for row in shown.itertuples(index=False)
+    ]
     more = [f"\n_… {len(frame) - max_rows} more rows_"] if len(frame) > max_rows else []
     return "\n".join([header, rule, *rows, *more])
 

@@ -22,7 +22,8 @@ ASSET_SETTINGS: dict[str, tuple[str, ...]] = {
     "splits": ("train_ratio", "val_ratio", "test_ratio", "seed"),
     "trained_checkpoint": tuple(
         name for name, (section, _) in field_index().items() if section in _TRAINING_SECTIONS
-    ) + _TRAINING_EXTRA,
+    )
+    + _TRAINING_EXTRA,
     "embeddings": ("image_size", "embedding_batch_size"),
     "faiss_index": ("index_type",),
     "evaluation": ("recall_k_values", "top_k", "eval_splits", "min_val_recall_at_1"),

@@ -1,0 +1,55 @@
+"""Pin the asset graph: a change to keys, dependencies, groups or checks is a visible diff."""
+
+from imgcls_pipeline.definitions import defs
+
+EXPECTED_DEPS = {
+    "photo_folder": set(),
+    "image_manifest": {"photo_folder"},
+    "id_groups": {"image_manifest"},
+    "splits": {"id_groups"},
+}
+EXPECTED_GROUPS = {
+    "photo_folder": "data",
+    "image_manifest": "data",
+    "id_groups": "data",
+    "splits": "data",
+}
+EXPECTED_CHECKS = {
+    ("splits", "no_id_in_two_splits"),
+    ("splits", "split_shares_near_ratios"),
+    ("splits", "every_usable_photo_in_one_split"),
+}
+
+
+def _graph():
+    return defs.resolve_asset_graph()
+
+
+def test_asset_keys_and_dependencies() -> None:
+    graph = _graph()
+    deps = {
+        key.to_user_string(): {parent.to_user_string() for parent in graph.get(key).parent_keys}
+        for key in graph.get_all_asset_keys()
+    }
+    assert deps == EXPECTED_DEPS
+
+
+def test_asset_groups() -> None:
+    graph = _graph()
+    groups = {k.to_user_string(): graph.get(k).group_name for k in graph.get_all_asset_keys()}
+    assert groups == EXPECTED_GROUPS
+
+
+def test_asset_checks() -> None:
+    checks = {(key.asset_key.to_user_string(), key.name) for key in _graph().asset_check_keys}
+    assert checks == EXPECTED_CHECKS
+
+
+def test_blocking_check_guards_splits() -> None:
+    specs = [
+        spec
+        for checks_def in defs.asset_checks
+        for spec in checks_def.check_specs
+        if spec.name == "no_id_in_two_splits"
+    ]
+    assert [spec.blocking for spec in specs] == [True]
