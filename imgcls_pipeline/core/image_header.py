@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import io
+import os
 import struct
 import warnings
 from dataclasses import dataclass
@@ -32,39 +32,43 @@ def read_header(path: str) -> HeaderInfo:
     ``decompression_bomb`` (more pixels than Pillow's safety limit; nothing is allocated).
     """
     try:
-        with open(path, "rb") as handle:
+        with open(path, "rb") as handle, warnings.catch_warnings():
+            # Pillow also warns between 1x and 2x its pixel limit; we refuse those ourselves.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             return _read_open_file(handle)
     except OSError as error:
         return HeaderInfo("unreadable", detail=f"{type(error).__name__}: {error}")
 
 
 def _read_open_file(handle: BinaryIO) -> HeaderInfo:
-    handle.seek(0, io.SEEK_END)
-    size = handle.tell()
+    size = os.fstat(handle.fileno()).st_size
     if size == 0:
         return HeaderInfo("empty_file", detail="0 bytes")
     handle.seek(max(0, size - TAIL_BYTES))
     tail = handle.read()
     handle.seek(0)
-    with warnings.catch_warnings():
-        # Pillow warns above MAX_IMAGE_PIXELS and raises above twice that; both mean "too big".
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        try:
-            with Image.open(handle) as image:
-                width, height = image.size
-                if width <= 0 or height <= 0:
-                    return HeaderInfo("unreadable", detail=f"image size {width}x{height}")
-                if not _ends_where_expected(image, tail, size, handle):
-                    return HeaderInfo("truncated", width, height, "image data ends early")
-                if _orientation(image) in ROTATED_ORIENTATIONS:
-                    width, height = height, width
-                return HeaderInfo("ok", width, height)
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-            return HeaderInfo("decompression_bomb", detail=str(error))
-        except UnidentifiedImageError:
-            return HeaderInfo("unreadable", detail="not an image file Pillow can identify")
-        except (OSError, SyntaxError, ValueError, struct.error, EOFError) as error:
-            return HeaderInfo("unreadable", detail=f"{type(error).__name__}: {error}")
+    try:
+        with Image.open(handle) as image:
+            width, height = image.size
+            if width <= 0 or height <= 0:
+                return HeaderInfo("unreadable", detail=f"image size {width}x{height}")
+            if Image.MAX_IMAGE_PIXELS and width * height > Image.MAX_IMAGE_PIXELS:
+                return HeaderInfo("decompression_bomb", width, height, _bomb(width, height))
+            if not _ends_where_expected(image, tail, size, handle):
+                return HeaderInfo("truncated", width, height, "image data ends early")
+            if _orientation(image) in ROTATED_ORIENTATIONS:
+                width, height = height, width
+            return HeaderInfo("ok", width, height)
+    except Image.DecompressionBombError as error:
+        return HeaderInfo("decompression_bomb", detail=str(error))
+    except UnidentifiedImageError:
+        return HeaderInfo("unreadable", detail="not an image file Pillow can identify")
+    except (OSError, SyntaxError, ValueError, struct.error, EOFError) as error:
+        return HeaderInfo("unreadable", detail=f"{type(error).__name__}: {error}")
+
+
+def _bomb(width: int, height: int) -> str:
+    return f"{width}x{height} = {width * height:,} pixels, above Pillow's {Image.MAX_IMAGE_PIXELS:,}"
 
 
 def _orientation(image: Image.Image) -> int | None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import unicodedata
 from dataclasses import dataclass
-from pathlib import PurePosixPath
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp"})
 
@@ -25,7 +24,7 @@ def parse_image_name(file_name: str) -> ParsedName | None:
 
     The ID may itself contain ``_``, so the split is on the last one; the sequence is an integer.
     """
-    stem = PurePosixPath(file_name).stem
+    stem = file_name.rpartition(".")[0] or file_name
     object_id, sep, sequence = stem.rpartition("_")
     if not sep or not object_id.strip() or not sequence.isdecimal() or not sequence.isascii():
         return None
@@ -33,4 +32,6 @@ def parse_image_name(file_name: str) -> ParsedName | None:
 
 
 def is_image_extension(file_name: str) -> bool:
-    return PurePosixPath(file_name).suffix.lower() in IMAGE_EXTENSIONS
+    # Plain string work: this runs once per file of folders with millions of photos.
+    stem, dot, extension = file_name.rpartition(".")
+    return bool(dot and stem) and f".{extension.lower()}" in IMAGE_EXTENSIONS
