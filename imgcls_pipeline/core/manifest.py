@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,9 +126,26 @@ def scan_manifest(
         if status == "ok":
             header = read_header(f"{root}/{image_path}")
             opened += 1
-            status, width, height, detail = header.status, header.width, header.height, header.detail
-        rows.append((image_path, class_name, object_id, sequence, width, height, file_size,
-                     mtime_ns, status, detail))
+            status, width, height, detail = (
+                header.status,
+                header.width,
+                header.height,
+                header.detail,
+            )
+        rows.append(
+            (
+                image_path,
+                class_name,
+                object_id,
+                sequence,
+                width,
+                height,
+                file_size,
+                mtime_ns,
+                status,
+                detail,
+            )
+        )
     fresh = _typed(pd.DataFrame(rows, columns=MANIFEST_COLUMNS))
     parts = [frame for frame in (reused, fresh) if not frame.empty]
     manifest = pd.concat(parts, ignore_index=True) if parts else fresh
@@ -149,9 +166,16 @@ def _unchanged_rows(current: pd.DataFrame, previous: pd.DataFrame | None) -> pd.
 def _typed(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.astype(
         {
-            "image_path": str, "class_name": str, "object_id": str, "sequence": "Int64",
-            "width": "Int64", "height": "Int64", "file_size": "int64", "mtime_ns": "int64",
-            "status": str, "detail": str,
+            "image_path": str,
+            "class_name": str,
+            "object_id": str,
+            "sequence": "Int64",
+            "width": "Int64",
+            "height": "Int64",
+            "file_size": "int64",
+            "mtime_ns": "int64",
+            "status": str,
+            "detail": str,
         }
     )
 
@@ -159,9 +183,19 @@ def _typed(frame: pd.DataFrame) -> pd.DataFrame:
 def folder_fingerprint(data_dir: str | os.PathLike[str]) -> str:
     """A short hash of every file's (path, size, mtime): changes when photos are added,
     removed or changed. Used as the data version of the data folder."""
+    return _fingerprint((s.image_path, s.file_size, s.mtime_ns) for s in walk_files(data_dir))
+
+
+def manifest_fingerprint(manifest: pd.DataFrame) -> str:
+    """The ``folder_fingerprint`` of the folder as it was when ``manifest`` was scanned."""
+    columns = manifest[["image_path", "file_size", "mtime_ns"]]
+    return _fingerprint(columns.itertuples(index=False, name=None))
+
+
+def _fingerprint(entries: Iterable[tuple[str, int, int]]) -> str:
     digest = hashlib.sha256()
     count = 0
-    for stat in sorted(walk_files(data_dir), key=lambda s: s.image_path):
-        digest.update(f"{stat.image_path}\0{stat.file_size}\0{stat.mtime_ns}\n".encode())
+    for image_path, file_size, mtime_ns in sorted(entries):
+        digest.update(f"{image_path}\0{file_size}\0{mtime_ns}\n".encode())
         count += 1
     return f"{count}-{digest.hexdigest()[:16]}"

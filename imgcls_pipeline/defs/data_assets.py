@@ -13,6 +13,7 @@ from imgcls_pipeline.core.manifest import (
     LAYOUT_HELP,
     class_folders,
     folder_fingerprint,
+    manifest_fingerprint,
     scan_manifest,
 )
 from imgcls_pipeline.core.split_files import read_existing_splits, write_split_files
@@ -29,6 +30,8 @@ from imgcls_pipeline.defs.resources import PipelinePaths
 from imgcls_pipeline.defs.run_config import IdGroupsConfig, SplitsConfig
 
 GROUP = "data"
+# Metadata key of image_manifest: the photo folder's fingerprint when it was scanned.
+FINGERPRINT_KEY = "folder_fingerprint"
 
 
 @dataclass
@@ -77,6 +80,7 @@ def image_manifest(context: dg.AssetExecutionContext, paths: PipelinePaths) -> p
             "headers_read": opened,
             "reused_rows": len(manifest) - opened,
             "usable_files": int(status_counts.get("ok", 0)),
+            FINGERPRINT_KEY: manifest_fingerprint(manifest),
             "status_counts": dg.MetadataValue.md(counts_markdown(status_counts, "status")),
             "manifest_file": dg.MetadataValue.path(str(cache)),
         }

@@ -1,0 +1,41 @@
+"""Re-training when new photos arrive: a sensor that compares the photo folder with the last scan."""
+
+import dagster as dg
+
+from imgcls_pipeline.core.manifest import folder_fingerprint
+from imgcls_pipeline.defs.data_assets import FINGERPRINT_KEY
+from imgcls_pipeline.defs.resources import PipelinePaths
+
+# Everything downstream of the photo folder: scan, split, train, embed, index, evaluate.
+retrain_job = dg.define_asset_job(
+    "retrain_on_new_photos",
+    selection=dg.AssetSelection.all(),
+    description="Re-scan the photo folder and rebuild everything downstream of it.",
+)
+
+CHECK_EVERY_SECONDS = 60 * 60
+
+
+@dg.sensor(
+    job=retrain_job,
+    minimum_interval_seconds=CHECK_EVERY_SECONDS,
+    default_status=dg.DefaultSensorStatus.STOPPED,
+    description="Hourly: when photos were added, removed or changed since the last "
+    "image_manifest scan, run the whole pipeline again (existing IDs keep their split). "
+    "Turn it on in the UI (Automation) to enable scheduled re-training.",
+)
+def new_photos_sensor(
+    context: dg.SensorEvaluationContext, paths: PipelinePaths
+) -> dg.RunRequest | dg.SkipReason:
+    current = folder_fingerprint(paths.data)
+    event = context.instance.get_latest_materialization_event(dg.AssetKey("image_manifest"))
+    scanned = None
+    if event is not None and event.asset_materialization is not None:
+        value = event.asset_materialization.metadata.get(FINGERPRINT_KEY)
+        scanned = getattr(value, "value", value)
+    if current == scanned:
+        return dg.SkipReason(f"No change in {paths.data} since the last scan ({current}).")
+    return dg.RunRequest(
+        run_key=current,
+        tags={"imgcls/trigger": "new_photos", "imgcls/folder_fingerprint": current},
+    )
