@@ -1,0 +1,199 @@
+"""The Faiss gallery index: build it, save/load it beside its gallery table, search it.
+
+``flat`` (IndexFlatL2) is exact and the default. ``ivf`` (IndexIVFFlat) and ``hnsw``
+(IndexHNSWFlat) are approximate, for galleries in the millions. Faiss's L2 indexes return
+*squared* L2 distances; for unit vectors d² = 2 − 2·cos, so 0 is identical and 2 is orthogonal.
+On disk the index is always a CPU index, so a GPU-built gallery loads on any machine.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+from pathlib import Path
+from typing import Literal
+
+import faiss
+import numpy as np
+import pandas as pd
+
+from imgcls_pipeline.core.atomic import atomic_path, write_csv_atomic
+from imgcls_pipeline.core.errors import UserError
+
+IndexType = Literal["flat", "ivf", "hnsw"]
+INDEX_FILE = "gallery.faiss"
+GALLERY_FILE = "gallery.csv"
+GALLERY_COLUMNS = ["image_path", "class_name", "object_id"]
+HNSW_M = 32
+HNSW_EF_SEARCH = 128
+# Faiss's GPU k-selection handles at most this many neighbours per query.
+GPU_MAX_K = 2048
+
+
+def build_index(
+    embeddings: np.ndarray, index_type: IndexType = "flat", use_gpu: bool | None = None
+) -> faiss.Index:
+    """Index the (N, D) gallery embeddings; row i of the index is embedding i.
+
+    ``use_gpu=None`` uses faiss-gpu when it is installed and sees a GPU; HNSW always stays on
+    the CPU (Faiss has no GPU HNSW).
+    """
+    x = _as_float32(embeddings)
+    if len(x) == 0:
+        raise ValueError("cannot build an index from an empty gallery")
+    index = _empty_index(index_type, x.shape[1], len(x))
+    if _gpu_wanted(use_gpu) and index_type != "hnsw":
+        index = faiss.index_cpu_to_gpu(_gpu_resources(), 0, index)
+    if not index.is_trained:
+        index.train(x)
+    index.add(x)
+    return index
+
+
+def _empty_index(index_type: str, dim: int, size: int) -> faiss.Index:
+    if index_type == "flat":
+        return faiss.IndexFlatL2(dim)
+    if index_type == "ivf":
+        # ~4·√N lists is Faiss's rule of thumb; k-means wants ≥ 39 training points per list.
+        nlist = max(1, min(round(4 * math.sqrt(size)), size // 39))
+        index = faiss.index_factory(dim, f"IVF{nlist},Flat")
+        # Probing 1/16 of the lists keeps Recall@1 near the exact index's on clustered embeddings
+        # (see benchmarks/bench_search.py) while scanning a fraction of the gallery.
+        index.nprobe = min(nlist, max(8, nlist // 16))
+        return index
+    if index_type == "hnsw":
+        index = faiss.IndexHNSWFlat(dim, HNSW_M)
+        index.hnsw.efSearch = HNSW_EF_SEARCH
+        return index
+    raise UserError(f"Unknown index_type '{index_type}'; use --index_type=flat, ivf or hnsw.")
+
+
+def gpu_available() -> bool:
+    """faiss-gpu is installed (faiss-cpu has no StandardGpuResources) and sees a GPU."""
+    return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
+
+
+def _gpu_wanted(use_gpu: bool | None) -> bool:
+    if use_gpu and not gpu_available():
+        raise UserError(
+            "A GPU Faiss index was requested but faiss-gpu with a visible GPU is not available; "
+            "install faiss-gpu or leave use_gpu unset to search on the CPU."
+        )
+    return gpu_available() if use_gpu is None else use_gpu
+
+
+@functools.cache
+def _gpu_resources() -> faiss.StandardGpuResources:
+    # One set of GPU scratch memory for the process; it must outlive every GPU index.
+    return faiss.StandardGpuResources()
+
+
+def _is_gpu(index: faiss.Index) -> bool:
+    return hasattr(faiss, "GpuIndex") and isinstance(index, faiss.GpuIndex)
+
+
+def _to_cpu(index: faiss.Index) -> faiss.Index:
+    return faiss.index_gpu_to_cpu(index) if _is_gpu(index) else index
+
+
+def search(index: faiss.Index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` nearest gallery rows of each query: (distances float32, indices int64), (Q, k).
+
+    Distances are squared L2. ``k`` is clipped to the gallery size. Rows are ranked by
+    (distance, gallery row), so equal distances come out in a fixed order; Faiss pads with
+    index -1 when an approximate index finds fewer than ``k`` (those come last).
+    """
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    q = _as_float32(queries)
+    if q.shape[1] != index.d:
+        raise ValueError(f"queries have {q.shape[1]} dimensions, the index {index.d}")
+    k = min(k, index.ntotal)
+    if k == 0 or len(q) == 0:
+        return np.zeros((len(q), k), np.float32), np.zeros((len(q), k), np.int64)
+    if _is_gpu(index) and k > GPU_MAX_K:
+        index = _to_cpu(index)
+    params = None
+    if isinstance(index, faiss.IndexHNSW):
+        # HNSW returns at most efSearch results, so widen the beam for deep searches.
+        params = faiss.SearchParametersHNSW(efSearch=max(index.hnsw.efSearch, k))
+    distances, indices = index.search(q, k, params=params)
+    return _rank(distances, indices)
+
+
+def _rank(distances: np.ndarray, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    key = np.where(indices < 0, np.inf, distances)
+    order = np.lexsort((indices, key), axis=-1)
+    return np.take_along_axis(distances, order, 1), np.take_along_axis(indices, order, 1)
+
+
+def _as_float32(x: np.ndarray) -> np.ndarray:
+    array = np.ascontiguousarray(x, dtype=np.float32)
+    if array.ndim != 2:
+        raise ValueError(f"expected an (N, D) array, got shape {array.shape}")
+    return array
+
+
+def save_index(
+    index: faiss.Index, gallery_frame: pd.DataFrame, folder: str | os.PathLike[str]
+) -> None:
+    """Write ``gallery.faiss`` (CPU index) and ``gallery.csv`` (row i → image_path, class_name,
+    object_id of index row i), each atomically."""
+    if len(gallery_frame) != index.ntotal:
+        raise ValueError(f"{len(gallery_frame)} gallery rows for {index.ntotal} index vectors")
+    folder = Path(folder)
+    with atomic_path(folder / INDEX_FILE) as temp:
+        faiss.write_index(_to_cpu(index), str(temp))
+    write_csv_atomic(folder / GALLERY_FILE, gallery_frame[GALLERY_COLUMNS])
+
+
+def load_index(
+    folder: str | os.PathLike[str], use_gpu: bool | None = None
+) -> tuple[faiss.Index, pd.DataFrame]:
+    """Read what ``save_index`` wrote; a missing, corrupt or mismatched pair is a UserError."""
+    folder = Path(folder)
+    index_path, gallery_path = folder / INDEX_FILE, folder / GALLERY_FILE
+    missing = [p.name for p in (index_path, gallery_path) if not p.is_file()]
+    if missing:
+        raise UserError(
+            f"No gallery index in {folder} ({', '.join(missing)} missing); "
+            "build it first by materialising the faiss_index asset."
+        )
+    index = _read_index(index_path)
+    gallery = _read_gallery(gallery_path)
+    if len(gallery) != index.ntotal:
+        raise UserError(
+            f"{gallery_path} has {len(gallery)} rows but {index_path} holds {index.ntotal} "
+            "vectors, so they come from different builds; rebuild the faiss_index asset."
+        )
+    if _gpu_wanted(use_gpu) and not isinstance(index, faiss.IndexHNSW):
+        index = faiss.index_cpu_to_gpu(_gpu_resources(), 0, index)
+    return index, gallery
+
+
+def _read_index(path: Path) -> faiss.Index:
+    try:
+        return faiss.read_index(str(path))
+    except RuntimeError as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else "unreadable"
+        raise UserError(
+            f"{path} is not a readable Faiss index ({reason}); delete it and rebuild the "
+            "faiss_index asset."
+        ) from None
+
+
+def _read_gallery(path: Path) -> pd.DataFrame:
+    try:
+        # dtype=str keeps IDs such as "007" as written.
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise UserError(
+            f"{path} is not a readable gallery table ({error}); rebuild the faiss_index asset."
+        ) from None
+    absent = [c for c in GALLERY_COLUMNS if c not in frame.columns]
+    if absent:
+        raise UserError(
+            f"{path} lacks the column(s) {', '.join(absent)}; rebuild the faiss_index asset."
+        )
+    return frame
