@@ -1,7 +1,11 @@
 """``imgcls``: the original specification's scripts as one command over the same Dagster assets.
 
+    imgcls demo                                   # built-in example, whole pipeline, on the CPU
     imgcls split    --data_dir ./data --output_dir ./splits
     imgcls train    --data_dir ./data --splits_dir ./splits [--fresh]
+    imgcls index    --data_dir ./data --splits_dir ./splits   # embeddings + Faiss index + val
+    imgcls evaluate --checkpoint ./checkpoints/best_model.pt --split val|test
+    imgcls predict  --checkpoint ./checkpoints/best_model.pt PHOTO_OR_FOLDER...
 
 Every setting of ``config.py`` is also a flag: ``--seed 7``, ``--min_image_size=128``,
 ``--class_names a,b``, ``--use_bf16=false``. Runs are recorded in the Dagster instance of
@@ -12,6 +16,7 @@ shows what the command materialized.
 from __future__ import annotations
 
 import argparse
+import difflib
 import logging
 import os
 import sys
@@ -21,39 +26,56 @@ from pathlib import Path
 from imgcls_pipeline.config import PipelineConfig, apply_overrides, field_index
 from imgcls_pipeline.core.errors import UserError
 
+_ALL_FOLDERS = {
+    "data_dir": "data_dir",
+    "splits_dir": "splits_dir",
+    "checkpoint_dir": "checkpoint_dir",
+    "artifacts_dir": "artifacts_dir",
+}
 # Folder flags of each command (as the original scripts named them) → PipelinePaths field.
 FOLDER_FLAGS = {
-    "split": {
-        "data_dir": "data_dir",
-        "output_dir": "splits_dir",
-        "splits_dir": "splits_dir",
-        "artifacts_dir": "artifacts_dir",
-    },
-    "train": {
-        "data_dir": "data_dir",
-        "splits_dir": "splits_dir",
-        "checkpoint_dir": "checkpoint_dir",
-        "artifacts_dir": "artifacts_dir",
-    },
+    "split": {**_ALL_FOLDERS, "output_dir": "splits_dir"},
+    "train": _ALL_FOLDERS,
+    "index": _ALL_FOLDERS,
+    "pipeline": _ALL_FOLDERS,
+    "demo": {},
 }
+# The assets each asset-backed command materializes.
 ASSETS = {
     "split": ["image_manifest", "id_groups", "splits"],
     "train": ["trained_checkpoint"],
+    "index": ["embeddings", "faiss_index", "evaluation"],
+    "pipeline": [
+        "image_manifest",
+        "id_groups",
+        "splits",
+        "trained_checkpoint",
+        "embeddings",
+        "faiss_index",
+        "evaluation",
+    ],
 }
-HARDWARE_FLAGS = ("use_bf16", "num_workers", "gradient_accumulation_steps")
+COMMANDS = sorted([*ASSETS, "demo", "evaluate", "predict"])
 
 
-def parse_flags(tokens: Sequence[str], command: str) -> tuple[dict[str, str], dict[str, str]]:
+def parse_flags(
+    tokens: Sequence[str], command: str, extra_flags: Sequence[str] = ()
+) -> tuple[dict[str, str], dict[str, str], list[str]]:
     """Split ``--name=value`` / ``--name value`` / bare boolean ``--name`` tokens into
-    (folder flags, setting overrides). Unknown names are an error listing the valid ones."""
+    (folder flags, setting overrides, positional arguments). Names in ``extra_flags`` count as
+    folder-like flags. Unknown names are an error listing the valid ones."""
     folders: dict[str, str] = {}
     settings: dict[str, str] = {}
+    positional: list[str] = []
+    folder_flags = {**FOLDER_FLAGS.get(command, {}), **{name: name for name in extra_flags}}
     valid_settings = set(field_index()) | {"accum_steps"}
     position = 0
     while position < len(tokens):
         token = tokens[position]
         if not token.startswith("--") or token == "--":
-            raise UserError(f"Unexpected argument '{token}': flags look like --name=value.")
+            positional.append(token)
+            position += 1
+            continue
         name, has_value, value = token[2:].partition("=")
         if not has_value:
             following = tokens[position + 1] if position + 1 < len(tokens) else None
@@ -63,17 +85,19 @@ def parse_flags(tokens: Sequence[str], command: str) -> tuple[dict[str, str], di
                 value = following
                 position += 1
         position += 1
-        if name in FOLDER_FLAGS[command]:
-            folders[FOLDER_FLAGS[command][name]] = value
+        if name in folder_flags:
+            folders[folder_flags[name]] = value
         elif name in valid_settings:
             settings[name] = value
         else:
-            valid = sorted(FOLDER_FLAGS[command]) + sorted(valid_settings)
+            close = difflib.get_close_matches(name, [*folder_flags, *valid_settings], n=2)
+            hint = f" Did you mean {' or '.join('--' + c for c in close)}?" if close else ""
+            valid = sorted(folder_flags) + sorted(valid_settings)
             raise UserError(
-                f"Unknown flag --{name} for `imgcls {command}`; valid flags: "
+                f"Unknown flag --{name} for `imgcls {command}`.{hint} Valid flags: "
                 f"{', '.join('--' + v for v in valid)}."
             )
-    return folders, settings
+    return folders, settings, positional
 
 
 def _instance():
@@ -152,18 +176,55 @@ def _print_split_summary(paths) -> None:
         )
 
 
+def _print_training_summary(paths) -> None:
+    import pandas as pd
+
+    metrics_file = paths.checkpoints / "metrics.csv"
+    if metrics_file.is_file():
+        history = pd.read_csv(metrics_file)
+        print(f"\nTraining history ({metrics_file}):")
+        print(history.tail(10).to_string(index=False))
+    print(f"best model: {paths.checkpoints / 'best_model.pt'}")
+
+
+def _print_evaluation(paths, splits: list[str]) -> None:
+    import json
+
+    from imgcls_pipeline.core.report import metrics_markdown_table
+
+    for split in splits:
+        report_file = paths.artifacts / "evaluation" / f"{split}.json"
+        if report_file.is_file():
+            print(f"\n{split} ({report_file}):")
+            print(metrics_markdown_table(json.loads(report_file.read_text())))
+
+
 def run(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="imgcls", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("command", choices=sorted(ASSETS))
+    parser.add_argument("command", choices=COMMANDS)
     parser.add_argument("flags", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
-    folders, settings = parse_flags(args.flags, args.command)
+    if args.command == "demo":
+        from imgcls_pipeline.demo import run_demo
+
+        return run_demo(args.flags, materialize)
+    if args.command in ("evaluate", "predict"):
+        from imgcls_pipeline import commands
+
+        return getattr(commands, args.command)(args.flags)
+    folders, settings, positional = parse_flags(args.flags, args.command)
+    if positional:
+        raise UserError(f"Unexpected argument '{positional[0]}': flags look like --name=value.")
     config = apply_overrides(PipelineConfig(), settings)
     paths, _ = materialize(args.command, config, folders)
     if args.command == "split":
         _print_split_summary(paths)
+    if args.command in ("train", "pipeline"):
+        _print_training_summary(paths)
+    if args.command in ("index", "pipeline"):
+        _print_evaluation(paths, config.evaluation.eval_splits)
     return 0
 
 

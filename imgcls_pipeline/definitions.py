@@ -2,15 +2,26 @@
 
 import dagster as dg
 
-from imgcls_pipeline.defs import automation, data_assets, data_checks
+from imgcls_pipeline.defs import (
+    automation,
+    data_assets,
+    data_checks,
+    search_assets,
+    training_assets,
+)
+from imgcls_pipeline.defs.gpu import GpuResource
 from imgcls_pipeline.defs.resources import PipelinePaths
 
 defs = dg.Definitions(
-    assets=dg.load_assets_from_modules([data_assets]),
-    asset_checks=dg.load_asset_checks_from_modules([data_checks]),
+    assets=dg.load_assets_from_modules([data_assets, training_assets, search_assets]),
+    asset_checks=dg.load_asset_checks_from_modules([data_checks, search_assets]),
     jobs=[automation.retrain_job],
     sensors=[automation.new_photos_sensor],
-    resources={"paths": PipelinePaths.from_env()},
+    resources={
+        "paths": PipelinePaths.from_env(),
+        "gpu": GpuResource(),
+        "pipes_subprocess_client": training_assets.pipes_client(),
+    },
     # One process per run: torch is imported once, and training already runs in its own
     # process (Dagster Pipes), so a crash there cannot take the run worker down with it.
     executor=dg.in_process_executor,

@@ -1,0 +1,222 @@
+"""Assets of the search half: embeddings → faiss_index → evaluation."""
+
+import hashlib
+import json
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+
+from imgcls_pipeline.core.atomic import write_atomic, write_text_atomic
+from imgcls_pipeline.core.errors import UserError
+from imgcls_pipeline.core.evaluation import evaluate_split
+from imgcls_pipeline.core.inference import (
+    INDEX_INFO_FILE,
+    embed_frame,
+    file_sha256,
+    load_model,
+)
+from imgcls_pipeline.core.report import (
+    confusion_matrix_png,
+    metrics_markdown_table,
+    png_markdown,
+    worst_queries_png,
+)
+from imgcls_pipeline.core.search import build_index, load_index, save_index
+from imgcls_pipeline.core.split_files import read_split
+from imgcls_pipeline.core.splitting import SPLITS
+from imgcls_pipeline.defs.data_assets import splits
+from imgcls_pipeline.defs.resources import PipelinePaths
+from imgcls_pipeline.defs.run_config import config_class
+from imgcls_pipeline.defs.training_assets import trained_checkpoint
+
+GROUP = "search"
+EmbeddingsConfig = config_class("embeddings")
+FaissIndexConfig = config_class("faiss_index")
+EvaluationConfig = config_class("evaluation")
+
+
+def _best_checkpoint(paths: PipelinePaths) -> Path:
+    best = paths.checkpoints / "best_model.pt"
+    if not best.is_file():
+        raise UserError(
+            f"No trained model at {best}: materialize trained_checkpoint (or run `imgcls train`) "
+            f"first, or point IMGCLS_CHECKPOINT_DIR at the folder holding best_model.pt."
+        )
+    return best
+
+
+def _inputs_signature(checkpoint: Path, splits_dir: Path) -> dict[str, str]:
+    """What the embeddings depend on: the checkpoint's and each split table's bytes."""
+    signature = {"checkpoint_sha256": file_sha256(checkpoint)}
+    for split in SPLITS:
+        signature[split] = hashlib.sha256((splits_dir / f"{split}.csv").read_bytes()).hexdigest()
+    return signature
+
+
+@dg.asset(
+    group_name=GROUP,
+    deps=[trained_checkpoint, splits],
+    kinds={"pytorch", "numpy"},
+    description="Embedding of every split image from best_model.pt: "
+    "<artifacts>/embeddings/<split>.npy (float32, unit rows, row i = row i of <split>.csv). "
+    "Does no work when the checkpoint and splits are unchanged.",
+)
+def embeddings(
+    context: dg.AssetExecutionContext, config: EmbeddingsConfig, paths: PipelinePaths
+) -> dg.MaterializeResult:
+    checkpoint = _best_checkpoint(paths)
+    folder = paths.artifacts / "embeddings"
+    info_file = folder / "info.json"
+    signature = _inputs_signature(checkpoint, paths.splits)
+    if (
+        info_file.is_file()
+        and json.loads(info_file.read_text()).get("inputs") == signature
+        and all((folder / f"{split}.npy").is_file() for split in SPLITS)
+    ):
+        context.log.info("Checkpoint and splits unchanged: embeddings are up to date.")
+        return dg.MaterializeResult(metadata={"recomputed": False, "checkpoint": str(checkpoint)})
+
+    loaded = load_model(checkpoint)
+    rows = {}
+    dimension = 0
+    for split in SPLITS:
+        frame = read_split(paths.splits, split)
+        matrix = embed_frame(loaded, frame, paths.data, batch_size=config.embedding_batch_size)
+        write_atomic(folder / f"{split}.npy", lambda handle, m=matrix: np.save(handle, m))
+        rows[split] = len(frame)
+        dimension = matrix.shape[1] if matrix.ndim == 2 else dimension
+        context.log.info(f"{split}: {len(frame)} embeddings")
+    info = {
+        "inputs": signature,
+        "checkpoint": str(checkpoint),
+        "epoch": int(loaded.checkpoint.get("epoch", -1)),
+        "backbone": loaded.checkpoint["config"]["model"]["backbone"],
+        "image_size": loaded.image_size,
+        "rows": rows,
+    }
+    write_text_atomic(info_file, json.dumps(info, indent=2))
+    return dg.MaterializeResult(
+        metadata={
+            "recomputed": True,
+            "checkpoint": str(checkpoint),
+            "device": str(loaded.device),
+            **{f"{split}_rows": n for split, n in rows.items()},
+            "dimension": int(dimension),
+        }
+    )
+
+
+@dg.asset(
+    group_name=GROUP,
+    deps=[embeddings],
+    kinds={"faiss"},
+    description="Faiss index over the gallery (train split): <artifacts>/index/gallery.faiss and "
+    "gallery.csv. Exact IndexFlatL2 by default; index_type ivf/hnsw for huge galleries.",
+)
+def faiss_index(
+    context: dg.AssetExecutionContext, config: FaissIndexConfig, paths: PipelinePaths
+) -> dg.MaterializeResult:
+    gallery = read_split(paths.splits, "train")
+    vectors = np.load(paths.artifacts / "embeddings" / "train.npy")
+    if len(vectors) != len(gallery):
+        raise UserError(
+            "The train embeddings do not match train.csv (different row counts); "
+            "materialize the embeddings asset again."
+        )
+    index = build_index(vectors, config.index_type)
+    folder = paths.artifacts / "index"
+    save_index(index, gallery, folder)
+    built_from = json.loads((paths.artifacts / "embeddings" / "info.json").read_text())
+    write_text_atomic(
+        folder / INDEX_INFO_FILE,
+        json.dumps(
+            {
+                "checkpoint": built_from["checkpoint"],
+                "checkpoint_sha256": built_from["inputs"]["checkpoint_sha256"],
+                "index_type": config.index_type,
+                "rows": int(index.ntotal),
+            },
+            indent=2,
+        ),
+    )
+    context.log.info(f"Indexed {index.ntotal} gallery images ({config.index_type}).")
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": int(index.ntotal),
+            "index_type": config.index_type,
+            "dimension": int(index.d),
+            "index_file": dg.MetadataValue.path(str(folder / "gallery.faiss")),
+        }
+    )
+
+
+@dg.asset(
+    group_name=GROUP,
+    deps=[faiss_index],
+    kinds={"faiss"},
+    description="Queries of eval_splits (default val; add test for the final evaluation) against "
+    "the gallery: Recall@K, kNN accuracy, MAP@R, per-class accuracy, confusion matrix. "
+    "<artifacts>/evaluation/<split>.json.",
+)
+def evaluation(
+    context: dg.AssetExecutionContext, config: EvaluationConfig, paths: PipelinePaths
+) -> dg.MaterializeResult:
+    index, gallery = load_index(paths.artifacts / "index")
+    metadata: dict = {}
+    for split in config.eval_splits:
+        if split not in ("val", "test", "train"):
+            raise UserError(f"eval_splits lists '{split}'; use val and/or test.")
+        queries = read_split(paths.splits, split)
+        vectors = np.load(paths.artifacts / "embeddings" / f"{split}.npy")
+        result = evaluate_split(
+            queries,
+            vectors,
+            index,
+            gallery,
+            recall_k_values=config.recall_k_values,
+            top_k=config.top_k,
+        )
+        report = {
+            **result.metrics,
+            "split": split,
+            "settings": {"min_val_recall_at_1": config.min_val_recall_at_1},
+        }
+        write_text_atomic(
+            paths.artifacts / "evaluation" / f"{split}.json",
+            json.dumps(report, indent=2, ensure_ascii=False),
+        )
+        summary = ", ".join(f"{k} {result.metrics[k]:.4f}" for k in result.headline_keys)
+        context.log.info(f"{split}: {summary}")
+        metadata[f"{split}/metrics"] = dg.MetadataValue.md(metrics_markdown_table(result.metrics))
+        for key in result.headline_keys:
+            metadata[f"{split}/{key}"] = float(result.metrics[key])
+        metadata[f"{split}/confusion_matrix"] = dg.MetadataValue.md(
+            png_markdown(
+                confusion_matrix_png(result.metrics["confusion_matrix"], result.metrics["classes"]),
+                f"{split} confusion matrix",
+            )
+        )
+        if result.worst_rows:
+            metadata[f"{split}/worst_queries"] = dg.MetadataValue.md(
+                png_markdown(worst_queries_png(result.worst_rows, paths.data), "worst queries")
+            )
+    return dg.MaterializeResult(metadata=metadata)
+
+
+@dg.asset_check(
+    asset=evaluation,
+    description="val Recall@1 is at least min_val_recall_at_1 (set in the evaluation config).",
+)
+def val_recall_at_1_floor(paths: PipelinePaths) -> dg.AssetCheckResult:
+    report_file = paths.artifacts / "evaluation" / "val.json"
+    if not report_file.is_file():
+        return dg.AssetCheckResult(
+            passed=False, metadata={"reason": "val was not evaluated (eval_splits lacks val)"}
+        )
+    report = json.loads(report_file.read_text())
+    floor = float(report.get("settings", {}).get("min_val_recall_at_1", 0.0))
+    value = float(report["recall@1"])
+    return dg.AssetCheckResult(
+        passed=value >= floor, metadata={"val_recall@1": value, "floor": floor}
+    )
