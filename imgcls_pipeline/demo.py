@@ -18,6 +18,8 @@ from imgcls_pipeline.core.example_data import make_example_dataset
 
 # Small enough for two CPU cores: a tiny EfficientNet from scratch on 64 px photos of 4 classes.
 # The few-classes advice of the specification applies (s=48 → 30 for a fresh model, m=0.3).
+EXAMPLE_IDS_PER_CLASS = 20
+
 DEMO_SETTINGS = {
     "backbone": "test_efficientnet",
     "pretrained": "false",
@@ -46,7 +48,7 @@ def run_demo(tokens: Sequence[str], materialize: Callable) -> int:
     root = Path(folders.get("dir", "demo"))
     data = root / "data"
     print(f"Writing the example photos to {data}/ …")
-    make_example_dataset(data)
+    make_example_dataset(data, ids_per_class=EXAMPLE_IDS_PER_CLASS)
     config = apply_overrides(PipelineConfig(), {**DEMO_SETTINGS, **settings})
     demo_folders = {
         "data_dir": str(data),

@@ -1,9 +1,10 @@
 """A small built-in example in the specification's layout: photos of toy objects by shape.
 
-Each class is a shape (circle, square, triangle, star). Each ID is one physical object — a shape
-with its own colour and size — photographed several times at a different position, angle,
-lighting and background. Colour says nothing about the class (every class uses every colour), so
-a model has to learn shape, the way a real model has to learn the object rather than the photo.
+Each class is a shape (circle, square, triangle, star) in its own family of colours. Each ID is
+one physical object — a shape with its own shade and size — photographed several times at a
+different position, angle, lighting and background. The example is meant to be learnable in a
+minute by a tiny model trained from scratch on a CPU, so shape and colour family both tell the
+class; it shows the pipeline working, not how hard a real data set is.
 """
 
 from __future__ import annotations
@@ -16,16 +17,13 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 CLASSES = ("circle", "square", "triangle", "star")
-PALETTE = [
-    (220, 60, 60),
-    (60, 160, 70),
-    (60, 90, 210),
-    (230, 180, 40),
-    (160, 70, 180),
-    (40, 170, 170),
-    (240, 120, 40),
-    (120, 120, 120),
-]
+# Per class: a family of shades (reds, greens, blues, yellows); each object picks one.
+PALETTES = {
+    "circle": [(220, 50, 50), (190, 40, 80), (240, 90, 70)],
+    "square": [(50, 160, 60), (90, 180, 50), (40, 130, 90)],
+    "triangle": [(50, 80, 210), (70, 120, 230), (60, 50, 170)],
+    "star": [(230, 180, 40), (240, 200, 70), (210, 150, 30)],
+}
 
 
 def _polygon(shape: str, radius: float) -> list[tuple[float, float]]:
@@ -89,7 +87,8 @@ def make_example_dataset(
     rng = np.random.default_rng(seed)
     for shape in CLASSES:
         for number in range(1, ids_per_class + 1):
-            colour = PALETTE[int(rng.integers(len(PALETTE)))]
+            palette = PALETTES[shape]
+            colour = palette[int(rng.integers(len(palette)))]
             scale = float(rng.uniform(0.22, 0.34))
             for sequence in range(1, photos_per_id + 1):
                 path = root / shape / f"{shape}{number:02d}_{sequence}.jpg"
