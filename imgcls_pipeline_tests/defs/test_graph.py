@@ -1,5 +1,7 @@
 """Pin the asset graph: a change to keys, dependencies, groups or checks is a visible diff."""
 
+import dagster as dg
+
 from imgcls_pipeline.definitions import defs
 
 EXPECTED_DEPS = {
@@ -7,17 +9,26 @@ EXPECTED_DEPS = {
     "image_manifest": {"photo_folder"},
     "id_groups": {"image_manifest"},
     "splits": {"id_groups"},
+    "trained_checkpoint": {"splits"},
+    "embeddings": {"trained_checkpoint", "splits"},
+    "faiss_index": {"embeddings"},
+    "evaluation": {"faiss_index"},
 }
 EXPECTED_GROUPS = {
     "photo_folder": "data",
     "image_manifest": "data",
     "id_groups": "data",
     "splits": "data",
+    "trained_checkpoint": "training",
+    "embeddings": "search",
+    "faiss_index": "search",
+    "evaluation": "search",
 }
 EXPECTED_CHECKS = {
     ("splits", "no_id_in_two_splits"),
     ("splits", "split_shares_near_ratios"),
     ("splits", "every_usable_photo_in_one_split"),
+    ("evaluation", "val_recall_at_1_floor"),
 }
 
 
@@ -53,3 +64,10 @@ def test_blocking_check_guards_splits() -> None:
         if spec.name == "no_id_in_two_splits"
     ]
     assert [spec.blocking for spec in specs] == [True]
+
+
+def test_training_uses_the_gpu_pool_and_resources() -> None:
+    graph = _graph()
+    node = graph.get(dg.AssetKey("trained_checkpoint"))
+    assert node.pools == {"gpu"}
+    assert {"gpu", "pipes_subprocess_client", "paths"} <= set(defs.resources)

@@ -1,0 +1,209 @@
+"""The whole asset graph on a tiny dataset through ``dagster asset materialize --select '*'``,
+then ``imgcls evaluate`` and ``imgcls predict`` on the model it trained."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pytest
+
+from imgcls_pipeline.cli import main
+from imgcls_pipeline.core.example_data import make_example_dataset
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+TINY_TRAINING = {
+    "backbone": "test_efficientnet",
+    "pretrained": False,
+    "image_size": 64,
+    "embedding_dim": 32,
+    "warmup_epochs": 1,
+    "total_epochs": 2,
+    "samples_per_class": 4,
+    "num_workers": 0,
+    "learning_rate": 0.002,
+    "arcface_s": 30.0,
+    "arcface_m_finetune": 0.3,
+}
+RUN_CONFIG = f"""
+ops:
+  id_groups: {{config: {{min_image_size: 64}}}}
+  trained_checkpoint: {{config: {json.dumps(TINY_TRAINING)}}}
+  embeddings: {{config: {{embedding_batch_size: 16}}}}
+  evaluation: {{config: {{top_k: 5, eval_splits: [val, test], min_val_recall_at_1: 0.0}}}}
+"""
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("pipeline")
+    make_example_dataset(root / "data", ids_per_class=4, photos_per_id=2, size=64)
+    shutil.copy(PROJECT_ROOT / "dagster.yaml", root / "dagster.yaml")
+    (root / "run.yaml").write_text(RUN_CONFIG)
+    env = os.environ | {
+        "DAGSTER_HOME": str(root),
+        "IMGCLS_DATA_DIR": str(root / "data"),
+        "IMGCLS_SPLITS_DIR": str(root / "splits"),
+        "IMGCLS_CHECKPOINT_DIR": str(root / "checkpoints"),
+        "IMGCLS_ARTIFACTS_DIR": str(root / "artifacts"),
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "dagster",
+        "asset",
+        "materialize",
+        "-m",
+        "imgcls_pipeline.definitions",
+        "--select",
+        "*",
+        "-c",
+        "run.yaml",
+    ]
+    done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    return root
+
+
+@pytest.mark.slow
+def test_every_asset_materialized_with_its_files(pipeline: Path) -> None:
+    with dg.DagsterInstance.from_config(str(pipeline)) as instance:
+        for key in (
+            "image_manifest",
+            "id_groups",
+            "splits",
+            "trained_checkpoint",
+            "embeddings",
+            "faiss_index",
+            "evaluation",
+        ):
+            assert instance.get_latest_materialization_event(dg.AssetKey(key)), key
+        training = instance.get_latest_materialization_event(
+            dg.AssetKey("trained_checkpoint")
+        ).asset_materialization.metadata
+        assert (
+            "training_curve" in training
+            and "data:image/png;base64" in training["training_curve"].value
+        )
+        assert training["hardware/precision"].value == "fp32"
+        evaluation = instance.get_latest_materialization_event(
+            dg.AssetKey("evaluation")
+        ).asset_materialization.metadata
+        assert "val/confusion_matrix" in evaluation and "val/worst_queries" in evaluation
+
+    for name in ("best_model.pt", "latest_model.pt", "metrics.csv"):
+        assert (pipeline / "checkpoints" / name).is_file()
+    for split in ("train", "val", "test"):
+        vectors = np.load(pipeline / "artifacts" / "embeddings" / f"{split}.npy")
+        rows = pd.read_csv(pipeline / "splits" / f"{split}.csv")
+        assert vectors.dtype == np.float32 and len(vectors) == len(rows)
+        np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    gallery = pd.read_csv(pipeline / "artifacts" / "index" / "gallery.csv")
+    assert list(gallery.columns[:3]) == ["image_path", "class_name", "object_id"]
+    for split in ("val", "test"):
+        report = json.loads((pipeline / "artifacts" / "evaluation" / f"{split}.json").read_text())
+        for key in ("recall@1", "recall@5", "accuracy", "map@r", "per_class"):
+            assert key in report
+
+
+@pytest.mark.slow
+def test_evaluate_command_matches_the_asset(pipeline: Path, capsys) -> None:
+    output = pipeline / "eval_val.json"
+    code = main(
+        [
+            "evaluate",
+            "--checkpoint",
+            str(pipeline / "checkpoints" / "best_model.pt"),
+            "--split",
+            "val",
+            "--data_dir",
+            str(pipeline / "data"),
+            "--splits_dir",
+            str(pipeline / "splits"),
+            "--output",
+            str(output),
+            "--top_k",
+            "5",
+        ]
+    )
+    assert code == 0
+    assert "| recall@1 |" in capsys.readouterr().out
+    mine = json.loads(output.read_text())
+    asset = json.loads((pipeline / "artifacts" / "evaluation" / "val.json").read_text())
+    for key in ("recall@1", "recall@5", "accuracy", "nn_accuracy"):
+        assert mine[key] == pytest.approx(asset[key], abs=1e-6)
+
+
+@pytest.mark.slow
+def test_predict_answers_good_files_and_names_bad_ones(pipeline: Path, capsys) -> None:
+    photo = next((pipeline / "data" / "star").glob("*.jpg"))
+    broken = pipeline / "broken.jpg"
+    broken.write_bytes(b"not an image")
+    output = pipeline / "predictions.csv"
+    code = main(
+        [
+            "predict",
+            "--checkpoint",
+            str(pipeline / "checkpoints" / "best_model.pt"),
+            "--artifacts_dir",
+            str(pipeline / "artifacts"),
+            "--top_k",
+            "3",
+            "--output",
+            str(output),
+            str(photo),
+            str(broken),
+            str(pipeline / "data" / "circle"),
+        ]
+    )
+    assert code == 1  # one file could not be read
+    table = pd.read_csv(output, keep_default_na=False)
+    assert len(table) == 2 + len(list((pipeline / "data" / "circle").glob("*.jpg")))
+    rows = table.set_index("image_path")
+    assert rows.loc[str(broken), "error"] != "" and rows.loc[str(broken), "predicted_class"] == ""
+    assert rows.loc[str(photo), "predicted_class"] in {"circle", "square", "triangle", "star"}
+    neighbours = json.loads(rows.loc[str(photo), "neighbours"])
+    assert len(neighbours) == 3 and {"image_path", "class_name", "distance"} <= set(neighbours[0])
+    assert "ERROR" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_predict_refuses_an_index_of_another_model(pipeline: Path, tmp_path: Path, capsys) -> None:
+    other = tmp_path / "other.pt"
+    shutil.copy(pipeline / "checkpoints" / "latest_model.pt", other)
+    with open(other, "ab") as handle:
+        handle.write(b"\0")  # different bytes: not the checkpoint the index was built from
+    code = main(
+        [
+            "predict",
+            "--checkpoint",
+            str(other),
+            "--artifacts_dir",
+            str(pipeline / "artifacts"),
+            str(pipeline / "data"),
+        ]
+    )
+    assert code == 2
+    assert "was built with another checkpoint" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_embeddings_do_no_work_when_nothing_changed(pipeline: Path) -> None:
+    vectors = pipeline / "artifacts" / "embeddings" / "train.npy"
+    before = vectors.stat().st_mtime_ns
+    folders = [
+        f"--{name}={pipeline / folder}"
+        for name, folder in (
+            ("data_dir", "data"),
+            ("splits_dir", "splits"),
+            ("checkpoint_dir", "checkpoints"),
+            ("artifacts_dir", "artifacts"),
+        )
+    ]
+    assert main(["index", *folders, "--top_k", "5"]) == 0
+    assert vectors.stat().st_mtime_ns == before

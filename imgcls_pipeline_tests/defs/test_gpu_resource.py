@@ -1,0 +1,56 @@
+import sys
+
+import dagster as dg
+
+from imgcls_pipeline.config import TrainingConfig
+from imgcls_pipeline.core.hardware import DeviceProps
+from imgcls_pipeline.defs.gpu import GpuResource
+from imgcls_pipeline.defs.training_assets import training_command
+
+A100_80GB = DeviceProps(name="NVIDIA A100-SXM4-80GB", total_memory_gb=79.2, major=8, minor=0)
+
+
+def _with_card(resource: GpuResource, props: DeviceProps | None) -> GpuResource:
+    resource._props = props  # what setup_for_execution detects on a machine with that card
+    return resource
+
+
+def test_table_values_when_nothing_is_set() -> None:
+    settings = _with_card(GpuResource(), A100_80GB).resolve(TrainingConfig())
+    assert (settings.precision, settings.accum_steps) == ("bf16", 1)
+    assert settings.tf32 and settings.channels_last
+
+
+def test_resource_values_win_over_the_table_and_run_config_wins_over_both() -> None:
+    resource = _with_card(GpuResource(use_bf16=False, num_workers=3, accum_steps=2), A100_80GB)
+    settings = resource.resolve(TrainingConfig())
+    assert (settings.precision, settings.num_workers, settings.accum_steps) == ("fp16", 3, 2)
+    run = TrainingConfig(num_workers=1, gradient_accumulation_steps=4)
+    settings = resource.resolve(run)
+    assert (settings.precision, settings.num_workers, settings.accum_steps) == ("fp16", 1, 4)
+
+
+def test_cpu_machine_gets_fp32_and_no_accumulation() -> None:
+    settings = _with_card(GpuResource(), None).resolve()
+    assert (settings.device, settings.precision, settings.accum_steps) == ("cpu", "fp32", 1)
+
+
+def test_setup_detects_this_machine() -> None:
+    with dg.build_init_resource_context() as context:
+        resource = GpuResource()
+        resource.setup_for_execution(context)
+    assert resource.gpu_count >= 0
+    assert resource.resolve().device in ("cpu", "cuda")
+
+
+def test_several_gpus_launch_torchrun() -> None:
+    assert training_command(1, ["--x"]) == [
+        sys.executable,
+        "-m",
+        "imgcls_pipeline.train_script",
+        "--x",
+    ]
+    command = training_command(4, ["--x"])
+    assert command[:3] == [sys.executable, "-m", "torch.distributed.run"]
+    assert "--nproc_per_node=4" in command
+    assert command[-3:] == ["-m", "imgcls_pipeline.train_script", "--x"]
