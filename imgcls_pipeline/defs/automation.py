@@ -37,5 +37,8 @@ def new_photos_sensor(
         return dg.SkipReason(f"No change in {paths.data} since the last scan ({current}).")
     return dg.RunRequest(
         run_key=current,
+        # New photos change train.csv, and a checkpoint is never resumed against other splits:
+        # the re-training starts fresh (the previous checkpoints are overwritten as it goes).
+        run_config={"ops": {"trained_checkpoint": {"config": {"fresh": True}}}},
         tags={"imgcls/trigger": "new_photos", "imgcls/folder_fingerprint": current},
     )

@@ -33,6 +33,7 @@ def test_sensor_requests_a_run_only_when_photos_changed(tmp_path: Path) -> None:
         request = _tick(instance, paths)
         assert isinstance(request, dg.RunRequest)
         assert request.tags["imgcls/trigger"] == "new_photos"
+        assert request.run_config["ops"]["trained_checkpoint"]["config"]["fresh"] is True
 
 
 def test_retrain_job_covers_the_whole_graph() -> None:
