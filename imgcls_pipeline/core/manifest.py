@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from imgcls_pipeline.core.errors import UserError
-from imgcls_pipeline.core.image_header import read_header
+from imgcls_pipeline.core.image_header import quiet_pixel_warnings, read_header
 from imgcls_pipeline.core.naming import is_image_extension, normalize_label, parse_image_name
 
 MANIFEST_COLUMNS = [
@@ -117,6 +117,16 @@ def scan_manifest(
     reused = _unchanged_rows(current, previous)
     known = set(reused["image_path"].tolist())
     todo = current[[path not in known for path in current["image_path"].tolist()]]
+    with quiet_pixel_warnings():
+        rows, opened = _scan_rows(root, todo)
+    fresh = _typed(pd.DataFrame(rows, columns=MANIFEST_COLUMNS))
+    parts = [frame for frame in (reused, fresh) if not frame.empty]
+    manifest = pd.concat(parts, ignore_index=True) if parts else fresh
+    return manifest.sort_values("image_path", ignore_index=True), opened
+
+
+def _scan_rows(root: str, todo: pd.DataFrame) -> tuple[list[tuple], int]:
+    """Manifest rows of the files in ``todo``, and how many headers were read for them."""
     rows = []
     opened = 0
     for image_path, file_size, mtime_ns in todo.itertuples(index=False):
@@ -146,10 +156,7 @@ def scan_manifest(
                 detail,
             )
         )
-    fresh = _typed(pd.DataFrame(rows, columns=MANIFEST_COLUMNS))
-    parts = [frame for frame in (reused, fresh) if not frame.empty]
-    manifest = pd.concat(parts, ignore_index=True) if parts else fresh
-    return manifest.sort_values("image_path", ignore_index=True), opened
+    return rows, opened
 
 
 def _unchanged_rows(current: pd.DataFrame, previous: pd.DataFrame | None) -> pd.DataFrame:
