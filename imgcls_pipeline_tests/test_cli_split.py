@@ -102,12 +102,13 @@ def test_user_errors_are_one_line_without_traceback(tmp_path: Path, capsys) -> N
 
 
 def test_flag_parsing() -> None:
-    folders, settings = parse_flags(
+    folders, settings, positional = parse_flags(
         ["--data_dir", "d", "--seed=7", "--fresh", "--use_bf16", "false", "--accum_steps", "2"],
         "train",
     )
     assert folders == {"data_dir": "d"}
     assert settings == {"seed": "7", "fresh": "true", "use_bf16": "false", "accum_steps": "2"}
+    assert positional == []
     with pytest.raises(UserError, match=r"Unknown flag --sed .*--seed"):
         parse_flags(["--sed", "1"], "split")
 
