@@ -1,6 +1,7 @@
 """`dagster dev` as a user runs it: the UI server loads the code, runs the data assets, and keeps
 the run history across a restart (DAGSTER_HOME=$PWD with the project's dagster.yaml)."""
 
+import contextlib
 import os
 import shutil
 import signal
@@ -78,10 +79,8 @@ class DagsterDev:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=10)
         finally:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGKILL)  # code servers left behind
-            except ProcessLookupError:
-                pass
 
 
 def _wait_for(client: DagsterGraphQLClient, run_id: str) -> str:
