@@ -1,0 +1,181 @@
+"""GPU auto-detection: device properties in, precision / workers / accumulation out.
+
+``resolve_hardware`` is a pure function of the device's properties so the specification's table
+can be tested with faked cards on a machine without a GPU:
+
+| GPU                 | precision | workers | accumulation |
+|---------------------|-----------|---------|--------------|
+| A100 80GB           | bf16      | 16      | 1            |
+| A100 40GB           | bf16      | 8       | 2            |
+| RTX 3090 24GB       | fp16      | 4       | 4            |
+| other Ampere+ (≥8.0)| bf16      | auto    | auto         |
+| pre-Ampere          | fp16      | 4       | 4            |
+| CPU                 | fp32      | auto    | 1            |
+
+"auto" on other Ampere+ cards: workers = min(16, cpu_count - 1); accumulation follows memory the way
+the table's 80/40/24 GB rows do, so the effective batch stays about the A100 80GB's: >= 70 GB -> 1,
+>= 35 GB -> 2, >= 18 GB -> 4, smaller -> 8. Workers from the table never exceed the machine's cores
+(JPEG decoding cannot use more). CPU: workers = min(4, cores - 1), accumulation 1.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+
+from imgcls_pipeline.core.errors import UserError
+
+Precision = Literal["bf16", "fp16", "fp32"]
+
+_A100_80GB_MIN_GB = 70.0  # an "A100 80GB" reports ~79.2 GiB, an "A100 40GB" ~39.4 GiB
+_ACCUM_BY_MEMORY = ((70.0, 1), (35.0, 2), (18.0, 4), (0.0, 8))
+
+
+@dataclass(frozen=True)
+class DeviceProps:
+    """What the table needs to know about a CUDA device."""
+
+    name: str
+    total_memory_gb: float
+    major: int
+    minor: int
+
+    @property
+    def is_ampere_or_newer(self) -> bool:
+        return self.major >= 8
+
+
+@dataclass(frozen=True)
+class HardwareSettings:
+    device: Literal["cuda", "cpu"]
+    name: str
+    total_memory_gb: float
+    compute_capability: str | None
+    precision: Precision
+    num_workers: int
+    accum_steps: int
+    tf32: bool
+    cudnn_benchmark: bool
+    channels_last: bool
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> HardwareSettings:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(raw) - names
+        missing = names - set(raw)
+        if unknown or missing:
+            raise UserError(
+                f"Hardware settings must have exactly the keys {sorted(names)}; "
+                f"unknown {sorted(unknown)}, missing {sorted(missing)}."
+            )
+        return cls(**raw)
+
+
+def detect_device_props(index: int = 0) -> DeviceProps | None:
+    """Properties of CUDA device ``index``, or None when PyTorch sees no CUDA device."""
+    if not torch.cuda.is_available():
+        return None
+    props = torch.cuda.get_device_properties(index)
+    return DeviceProps(
+        name=props.name,
+        total_memory_gb=props.total_memory / 1024**3,
+        major=props.major,
+        minor=props.minor,
+    )
+
+
+def resolve_hardware(
+    props: DeviceProps | None,
+    cpu_count: int,
+    use_bf16: bool | None = None,
+    num_workers: int | None = None,
+    accum_steps: int | None = None,
+) -> HardwareSettings:
+    """Apply the auto-detection table; explicit values (not None) win over the table."""
+    if props is None:
+        return _cpu_settings(cpu_count, use_bf16, num_workers, accum_steps)
+
+    precision, workers, accum, row = _table_row(props, cpu_count)
+    workers = min(workers, max(cpu_count, 1))
+    reason = f"{props.name} ({props.total_memory_gb:.0f} GB, cc {props.major}.{props.minor}): {row}"
+    if use_bf16 is True and not props.is_ampere_or_newer:
+        # Pre-Ampere cards emulate bf16 slowly or not at all; silently running fp16 instead would
+        # hide that the request was not honoured, so refuse.
+        raise UserError(
+            f"use_bf16=true needs an Ampere or newer GPU (compute capability 8.0+), but {props.name}"
+            f" is {props.major}.{props.minor}; set --use_bf16=false or leave it unset."
+        )
+    if use_bf16 is not None:
+        precision = "bf16" if use_bf16 else "fp16"
+        reason += f"; use_bf16={use_bf16} set explicitly"
+    if num_workers is not None:
+        workers = num_workers
+        reason += f"; num_workers={num_workers} set explicitly"
+    if accum_steps is not None:
+        accum = accum_steps
+        reason += f"; accum_steps={accum_steps} set explicitly"
+    return HardwareSettings(
+        device="cuda",
+        name=props.name,
+        total_memory_gb=round(props.total_memory_gb, 1),
+        compute_capability=f"{props.major}.{props.minor}",
+        precision=precision,
+        num_workers=workers,
+        accum_steps=accum,
+        tf32=props.is_ampere_or_newer,
+        cudnn_benchmark=props.is_ampere_or_newer,
+        channels_last=True,
+        reason=reason,
+    )
+
+
+def _table_row(props: DeviceProps, cpu_count: int) -> tuple[Precision, int, int, str]:
+    name = props.name.upper()
+    if "A100" in name and props.total_memory_gb >= _A100_80GB_MIN_GB:
+        return "bf16", 16, 1, "A100 80GB row"
+    if "A100" in name:
+        return "bf16", 8, 2, "A100 40GB row"
+    if "3090" in name:
+        return "fp16", 4, 4, "RTX 3090 row"
+    if props.is_ampere_or_newer:
+        workers = min(16, max(cpu_count - 1, 1))
+        accum = next(a for floor_gb, a in _ACCUM_BY_MEMORY if props.total_memory_gb >= floor_gb)
+        return "bf16", workers, accum, "other Ampere+ row (workers and accumulation computed)"
+    return "fp16", 4, 4, "pre-Ampere row"
+
+
+def _cpu_settings(
+    cpu_count: int, use_bf16: bool | None, num_workers: int | None, accum_steps: int | None
+) -> HardwareSettings:
+    if use_bf16 is True:
+        raise UserError(
+            "use_bf16=true needs an Ampere or newer GPU, but no CUDA device was found; "
+            "set --use_bf16=false or leave it unset to train in fp32 on the CPU."
+        )
+    reason = "no CUDA device: fp32 on the CPU"
+    workers = min(4, max(cpu_count - 1, 0)) if num_workers is None else num_workers
+    accum = 1 if accum_steps is None else accum_steps
+    if num_workers is not None:
+        reason += f"; num_workers={num_workers} set explicitly"
+    if accum_steps is not None:
+        reason += f"; accum_steps={accum_steps} set explicitly"
+    return HardwareSettings(
+        device="cpu",
+        name="cpu",
+        total_memory_gb=0.0,
+        compute_capability=None,
+        precision="fp32",
+        num_workers=workers,
+        accum_steps=accum,
+        tf32=False,
+        cudnn_benchmark=False,
+        channels_last=False,
+        reason=reason,
+    )

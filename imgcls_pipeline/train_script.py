@@ -1,0 +1,162 @@
+"""Training entry point, run as its own process (by Dagster Pipes, torchrun, or by hand).
+
+    python -m imgcls_pipeline.train_script --config-json CONFIG.json --data-dir DATA \\
+        --splits-dir SPLITS --checkpoint-dir CHECKPOINTS [--hardware-json HW.json] [--progress]
+    torchrun --nproc_per_node N -m imgcls_pipeline.train_script ...   (same flags)
+
+CONFIG.json is ``PipelineConfig.to_dict()``; HW.json is ``HardwareSettings.to_dict()`` (detected
+here when omitted). SIGINT/SIGTERM stop the run cleanly: the last completed epoch is in
+latest_model.pt and the exit code is 0. A second signal kills at once (the checkpoint files are
+written atomically, so even that cannot leave a broken one).
+
+Launched by Dagster Pipes, rank 0 streams logs (``log.info``), one custom message per epoch (the
+metrics row) and, when training completes, an asset materialization with the final metrics and
+the hardware settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from dagster_pipes import PipesContext, PipesEnvVarParamsLoader, open_dagster_pipes
+
+from imgcls_pipeline.config import PipelineConfig
+from imgcls_pipeline.core import distributed
+from imgcls_pipeline.core.errors import UserError
+from imgcls_pipeline.core.hardware import (
+    HardwareSettings,
+    detect_device_props,
+    resolve_hardware,
+)
+from imgcls_pipeline.core.training import TrainResult, train
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(argv)
+    stop = _StopRequest()
+    signal.signal(signal.SIGINT, stop.handle)
+    signal.signal(signal.SIGTERM, stop.handle)
+    try:
+        config = PipelineConfig.from_dict(_read_json(args.config_json, "--config-json"))
+        hardware = _hardware(args.hardware_json, config)
+        info = distributed.init_from_env(hardware.device)
+        try:
+            with _reporter(enabled=info.is_main) as pipes:
+                log = pipes.log.info if pipes else _print
+                result = train(
+                    config,
+                    data_dir=args.data_dir,
+                    splits_dir=args.splits_dir,
+                    checkpoint_dir=args.checkpoint_dir,
+                    hardware=hardware,
+                    on_epoch_end=pipes.report_custom_message if pipes else None,
+                    log=log,
+                    should_stop=stop,
+                    progress=args.progress,
+                )
+                if stop.signal_name and info.is_main:
+                    log(f"{stop.signal_name} received: stopped cleanly.")
+                if pipes and not result.interrupted:
+                    pipes.report_asset_materialization(metadata=materialization_metadata(result))
+        finally:
+            distributed.cleanup()
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        return 1
+    return 0
+
+
+def materialization_metadata(result: TrainResult) -> dict[str, Any]:
+    """JSON-friendly metadata: numbers and strings, the hardware settings as one JSON value."""
+    metadata: dict[str, Any] = {
+        "best_epoch": result.best_epoch,
+        "last_epoch": result.last_epoch,
+        "best_val_recall@1": result.best_val_recall_at_1,
+        "stopped_early": result.stopped_early,
+        "best_checkpoint": result.best_checkpoint,
+        "latest_checkpoint": result.latest_checkpoint,
+        "hardware": {"raw_value": result.hardware, "type": "json"},
+        "precision": result.hardware["precision"],
+        "device": result.hardware["name"],
+    }
+    for key, value in result.final_metrics.items():
+        if key != "epoch":
+            metadata[f"final_{key}"] = value
+    return {k: v for k, v in metadata.items() if v is not None}
+
+
+@contextmanager
+def _reporter(enabled: bool) -> Iterator[PipesContext | None]:
+    """The Dagster Pipes context on rank 0 of a Pipes-launched process, else None."""
+    if not (enabled and PipesEnvVarParamsLoader().is_dagster_pipes_process()):
+        yield None
+        return
+    with open_dagster_pipes() as pipes:
+        yield pipes
+
+
+class _StopRequest:
+    """Set by SIGINT/SIGTERM, polled by the training loop between steps."""
+
+    def __init__(self) -> None:
+        self.signal_name: str | None = None
+
+    def __call__(self) -> bool:
+        return self.signal_name is not None
+
+    def handle(self, signum: int, _frame: object) -> None:
+        # Only record it: printing here could re-enter a print the main thread is in the middle of.
+        self.signal_name = signal.Signals(signum).name
+        # A second signal should not wait for the end of the step.
+        signal.signal(signum, signal.SIG_DFL)
+
+
+def _hardware(path: str | None, config: PipelineConfig) -> HardwareSettings:
+    if path is not None:
+        return HardwareSettings.from_dict(_read_json(path, "--hardware-json"))
+    training = config.training
+    return resolve_hardware(
+        detect_device_props(int(os.environ.get("LOCAL_RANK", "0"))),
+        os.cpu_count() or 1,
+        use_bf16=training.use_bf16,
+        num_workers=training.num_workers,
+        accum_steps=training.gradient_accumulation_steps,
+    )
+
+
+def _read_json(path: str, flag: str) -> dict[str, Any]:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise UserError(
+            f"{flag} {path} is not a readable JSON file ({err}); pass a valid one."
+        ) from None
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config-json", required=True, help="PipelineConfig.to_dict() as JSON")
+    parser.add_argument("--data-dir", required=True, help="folder the image_path column is under")
+    parser.add_argument("--splits-dir", required=True, help="folder with train.csv and val.csv")
+    parser.add_argument("--checkpoint-dir", required=True, help="where checkpoints are written")
+    parser.add_argument(
+        "--hardware-json", help="HardwareSettings.to_dict() as JSON (default: detect)"
+    )
+    parser.add_argument("--progress", action="store_true", help="show a progress bar per epoch")
+    return parser.parse_args(argv)
+
+
+def _print(message: str) -> None:
+    print(message, flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
