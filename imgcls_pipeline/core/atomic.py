@@ -16,6 +16,16 @@ from typing import IO
 import pandas as pd
 
 
+def _read_umask() -> int:
+    # os.umask can only be read by setting it; done once, at import, before any thread starts.
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
+
+
+_UMASK = _read_umask()
+
+
 @contextlib.contextmanager
 def atomic_path(destination: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``destination``; on success it replaces the destination."""
@@ -26,6 +36,8 @@ def atomic_path(destination: str | os.PathLike[str]) -> Iterator[Path]:
     )
     os.close(fd)
     temp = Path(temp_name)
+    # mkstemp makes the file private (0600); give it the permissions a plain open() would.
+    os.chmod(temp, 0o666 & ~_UMASK)
     try:
         yield temp
         with open(temp, "rb+") as handle:

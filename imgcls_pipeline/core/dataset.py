@@ -9,24 +9,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from imgcls_pipeline.core.errors import UserError
 from imgcls_pipeline.core.transforms import load_rgb
-
-SPLIT_COLUMNS = ("image_path", "class_name", "object_id", "sequence", "width", "height")
-
-
-def read_split(splits_dir: str | Path, split: str) -> pd.DataFrame:
-    """``<splits_dir>/<split>.csv`` with the columns the pipeline writes; ids and names as str."""
-    path = Path(splits_dir) / f"{split}.csv"
-    if not path.is_file():
-        raise UserError(f"{path} is missing; create the splits first (the splits step).")
-    frame = pd.read_csv(path, dtype={"image_path": str, "class_name": str, "object_id": str})
-    missing = [c for c in SPLIT_COLUMNS if c not in frame.columns]
-    if missing:
-        raise UserError(
-            f"{path} lacks the columns {', '.join(missing)}; recreate the splits with this version."
-        )
-    return frame
 
 
 def class_list(train_frame: pd.DataFrame) -> list[str]:

@@ -22,7 +22,7 @@ from imgcls_pipeline.config import PipelineConfig
 from imgcls_pipeline.core import checkpoint as ckpt
 from imgcls_pipeline.core import distributed
 from imgcls_pipeline.core.arcface import ArcFace
-from imgcls_pipeline.core.dataset import class_list, read_split
+from imgcls_pipeline.core.dataset import class_list
 from imgcls_pipeline.core.errors import UserError
 from imgcls_pipeline.core.hardware import HardwareSettings
 from imgcls_pipeline.core.model import build_embedding_model
@@ -30,6 +30,7 @@ from imgcls_pipeline.core.optim import current_lr, make_optimizer, make_schedule
 from imgcls_pipeline.core.phases import apply_phase, margin_for_phase, phase_for_epoch
 from imgcls_pipeline.core.rng import restore_rng_state, seed_everything
 from imgcls_pipeline.core.run_state import RunState, Trainables, checkpoint_payload, restore
+from imgcls_pipeline.core.split_files import read_split
 from imgcls_pipeline.core.train_step import ArcFaceNet, amp_settings, train_epoch
 from imgcls_pipeline.core.training_data import TrainingData, make_training_data
 from imgcls_pipeline.core.validation import Interrupted, embed, recall_at_k

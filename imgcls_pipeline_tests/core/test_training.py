@@ -100,7 +100,7 @@ def test_bad_split_tables_are_user_errors(tiny, tmp_path):
     broken.mkdir()
     (broken / "train.csv").write_text((splits_dir / "train.csv").read_text())
     (broken / "val.csv").write_text("image_path,class_name\n")
-    with pytest.raises(UserError, match="lacks the columns object_id"):
+    with pytest.raises(UserError, match=r"lacks the column\(s\) object_id"):
         run((data_dir, broken), tmp_path / "a", tiny_config())
     (broken / "val.csv").write_text((splits_dir / "val.csv").read_text().splitlines()[0] + "\n")
     with pytest.raises(UserError, match="must both have rows"):
