@@ -20,7 +20,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import pickle
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -66,8 +66,12 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise UserError(f"Checkpoint {path} does not exist; train first or pass an existing file.")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as err:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "unusual pickle protocol" on junk
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    # The weights-only unpickler runs no code, but on arbitrary bytes it can fail with almost any
+    # exception (IndexError, KeyError, UnpicklingError, ...): all mean "not a checkpoint".
+    except Exception as err:
         raise UserError(
             f"{path} is not a readable checkpoint (corrupt or another format: {_first_line(err)}); "
             f"pass a {BEST} or {LATEST} written by imgcls training."

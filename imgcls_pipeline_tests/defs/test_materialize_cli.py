@@ -53,7 +53,7 @@ def test_dagster_asset_materialize_writes_splits_and_keeps_history(tmp_path: Pat
 
     # The run, its materializations and check results are in the persistent instance.
     with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
-        assert (tmp_path / ".dagster" / "storage").is_dir()
+        assert (tmp_path / "storage").is_dir() and (tmp_path / "history").is_dir()
         for key in ("image_manifest", "id_groups", "splits"):
             event = instance.get_latest_materialization_event(dg.AssetKey(key))
             assert event is not None, key

@@ -1,0 +1,26 @@
+import os
+from collections.abc import Iterator
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def isolated_working_folder(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
+    """Each test runs in its own empty folder with no pipeline or Dagster environment set, so
+    default folders (./data, ./artifacts, a DAGSTER_HOME picked up by `imgcls`) never land in
+    the repository, and nothing one test sets leaks into the next."""
+    saved = dict(os.environ)
+    for name in (
+        "DAGSTER_HOME",
+        "IMGCLS_DATA_DIR",
+        "IMGCLS_SPLITS_DIR",
+        "IMGCLS_CHECKPOINT_DIR",
+        "IMGCLS_ARTIFACTS_DIR",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
