@@ -59,7 +59,7 @@ def _inputs_signature(checkpoint: Path, splits_dir: Path) -> dict[str, str]:
     deps=[trained_checkpoint, splits],
     kinds={"pytorch", "numpy"},
     description="Embedding of every split image from best_model.pt: "
-    "<artifacts>/embeddings/<split>.npy (float32, unit rows, row i = row i of <split>.csv). "
+    "artifacts/embeddings/{split}.npy (float32, unit rows, row i = row i of splits/{split}.csv). "
     "Does no work when the checkpoint and splits are unchanged.",
 )
 def embeddings(
@@ -111,7 +111,7 @@ def embeddings(
     group_name=GROUP,
     deps=[embeddings],
     kinds={"faiss"},
-    description="Faiss index over the gallery (train split): <artifacts>/index/gallery.faiss and "
+    description="Faiss index over the gallery (train split): artifacts/index/gallery.faiss and "
     "gallery.csv. Exact IndexFlatL2 by default; index_type ivf/hnsw for huge galleries.",
 )
 def faiss_index(
@@ -157,7 +157,7 @@ def faiss_index(
     kinds={"faiss"},
     description="Queries of eval_splits (default val; add test for the final evaluation) against "
     "the gallery: Recall@K, kNN accuracy, MAP@R, per-class accuracy, confusion matrix. "
-    "<artifacts>/evaluation/<split>.json.",
+    "artifacts/evaluation/{split}.json.",
 )
 def evaluation(
     context: dg.AssetExecutionContext, config: EvaluationConfig, paths: PipelinePaths

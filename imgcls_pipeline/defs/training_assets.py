@@ -81,7 +81,7 @@ def trained_checkpoint(
         )
     result = invocation.get_materialize_result()
     metadata = dict(result.metadata or {})
-    metadata.update({f"hardware/{k}": v for k, v in hardware.to_dict().items() if v is not None})
+    # The script reports the settings it trained with (hardware JSON, precision, device).
     metadata["gpu_count"] = gpu.gpu_count
     metrics_file = paths.checkpoints / "metrics.csv"
     if metrics_file.is_file():

@@ -90,7 +90,8 @@ def test_every_asset_materialized_with_its_files(pipeline: Path) -> None:
             "training_curve" in training
             and "data:image/png;base64" in training["training_curve"].value
         )
-        assert training["hardware/precision"].value == "fp32"
+        assert training["precision"].value == "fp32"
+        assert training["hardware"].value["device"] == "cpu"
         evaluation = instance.get_latest_materialization_event(
             dg.AssetKey("evaluation")
         ).asset_materialization.metadata
