@@ -55,6 +55,8 @@ ASSETS = {
         "evaluation",
     ],
 }
+# Steps whose messages reach the terminal while they run (training prints its own log lines).
+LIVE_STEPS = {"trained_checkpoint"}
 COMMANDS = sorted([*ASSETS, "demo", "evaluate", "predict"])
 
 
@@ -136,6 +138,8 @@ def materialize(command: str, config: PipelineConfig, folders: dict[str, str]):
         raise_on_error=False,
     )
     for entry in instance.all_logs(result.run_id):
+        if entry.step_key in LIVE_STEPS:
+            continue  # already shown while it ran
         # ERROR-level entries are Dagster's own notes on skipped steps; the failure is raised below.
         if not entry.is_dagster_event and logging.INFO <= entry.level < logging.ERROR:
             print(f"[{entry.step_key or 'run'}] {entry.user_message}", file=sys.stderr)
@@ -144,13 +148,16 @@ def materialize(command: str, config: PipelineConfig, folders: dict[str, str]):
     return paths, result
 
 
-def _run_failure(result) -> Exception:
-    """The UserError that failed the run, as raised; any other failure with its stack trace."""
+def _run_failure(result) -> BaseException:
+    """The UserError that failed the run, as raised; KeyboardInterrupt for Ctrl-C; any other
+    failure with its stack trace."""
     for event in result.get_step_failure_events():
         error = event.step_failure_data.error
         while error is not None:
             if error.cls_name == "UserError":
                 return UserError(error.message.split(": ", 1)[-1].strip())
+            if error.cls_name in ("DagsterExecutionInterruptedError", "KeyboardInterrupt"):
+                return KeyboardInterrupt()
             error = error.cause or error.context
         return RuntimeError(event.step_failure_data.error.to_string())
     return RuntimeError("the Dagster run failed; see its log in the Dagster UI")
@@ -235,7 +242,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print(
+            "interrupted: finished work is kept (training resumes from latest_model.pt); "
+            "run the same command again to carry on.",
+            file=sys.stderr,
+        )
         return 130
 
 

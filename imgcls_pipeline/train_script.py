@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from dagster_pipes import PipesContext, PipesEnvVarParamsLoader, open_dagster_pipes
+from tqdm import tqdm
 
 from imgcls_pipeline.config import PipelineConfig
 from imgcls_pipeline.core import distributed
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         info = distributed.init_from_env(hardware.device)
         try:
             with _reporter(enabled=info.is_main) as pipes:
-                log = pipes.log.info if pipes else _print
+                log = _logger(pipes, echo=args.progress)
                 result = train(
                     config,
                     data_dir=args.data_dir,
@@ -69,9 +70,28 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             distributed.cleanup()
     except UserError as err:
-        print(f"error: {err}", file=sys.stderr, flush=True)
+        if args.error_file:
+            # The orchestrator re-raises this sentence as the step's error, without a traceback.
+            Path(args.error_file).write_text(str(err), encoding="utf-8")
+        else:
+            print(f"error: {err}", file=sys.stderr, flush=True)
         return 1
     return 0
+
+
+def _logger(pipes: PipesContext | None, echo: bool):
+    """Log through Pipes when launched by Dagster; with ``echo`` (a terminal is watching, e.g.
+    `imgcls train`) print each line too, between the progress bars."""
+    if pipes is None:
+        return _print
+    if not echo:
+        return pipes.log.info
+
+    def both(message: str) -> None:
+        pipes.log.info(message)
+        tqdm.write(message)
+
+    return both
 
 
 def materialization_metadata(result: TrainResult) -> dict[str, Any]:
@@ -151,6 +171,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--hardware-json", help="HardwareSettings.to_dict() as JSON (default: detect)"
     )
     parser.add_argument("--progress", action="store_true", help="show a progress bar per epoch")
+    parser.add_argument("--error-file", help="where to write a user error's one-line message")
     return parser.parse_args(argv)
 
 

@@ -4,11 +4,14 @@ GPUs), so a crash or out-of-memory there fails the step, never the orchestrator.
 import json
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 
 import dagster as dg
 import pandas as pd
+from dagster._core.errors import DagsterPipesExecutionError
 
+from imgcls_pipeline.core.errors import UserError
 from imgcls_pipeline.core.report import png_markdown, training_curve_png
 from imgcls_pipeline.defs.data_assets import splits
 from imgcls_pipeline.defs.gpu import GpuResource
@@ -16,6 +19,9 @@ from imgcls_pipeline.defs.resources import PipelinePaths
 from imgcls_pipeline.defs.run_config import config_class, to_pipeline_config
 
 TrainedCheckpointConfig = config_class("trained_checkpoint")
+
+# Dagster 1.13's own Pipes client calls a "preview" API internally; nothing for a user to act on.
+warnings.filterwarnings("ignore", category=dg.PreviewWarning, message=".*expected_writer_count")
 
 # Terminating the run sends SIGINT to training, which then saves its checkpoint and stops;
 # give it time to finish writing a large model before it is killed.
@@ -56,10 +62,14 @@ def trained_checkpoint(
 ) -> dg.MaterializeResult:
     pipeline_config = to_pipeline_config(config)
     hardware = gpu.resolve(pipeline_config.training)
+    from_terminal = bool(context.run.tags.get("imgcls/command"))
     context.log.info(f"Training settings: {hardware.reason}")
+    if from_terminal:
+        print(f"Training settings: {hardware.reason}", flush=True)
     with tempfile.TemporaryDirectory(prefix="imgcls-train-") as scratch:
         config_file = Path(scratch) / "config.json"
         hardware_file = Path(scratch) / "hardware.json"
+        error_file = Path(scratch) / "error.txt"
         config_file.write_text(json.dumps(pipeline_config.to_dict()))
         hardware_file.write_text(json.dumps(hardware.to_dict()))
         arguments = [
@@ -73,12 +83,21 @@ def trained_checkpoint(
             str(paths.splits),
             "--checkpoint-dir",
             str(paths.checkpoints),
+            "--error-file",
+            str(error_file),
         ]
-        if context.run.tags.get("imgcls/command"):
-            arguments.append("--progress")  # started from a terminal by `imgcls`
-        invocation = pipes_subprocess_client.run(
-            context=context, command=training_command(gpu.gpu_count, arguments)
-        )
+        if from_terminal:
+            arguments.append("--progress")  # progress bars and log lines on the terminal
+        try:
+            invocation = pipes_subprocess_client.run(
+                context=context, command=training_command(gpu.gpu_count, arguments)
+            )
+        except DagsterPipesExecutionError:
+            # A mistake the user can fix (bad resume, missing weights, empty split) reaches the
+            # UI and `imgcls` as its own sentence, not as "process failed with code 1".
+            if error_file.is_file() and error_file.read_text(encoding="utf-8").strip():
+                raise UserError(error_file.read_text(encoding="utf-8").strip()) from None
+            raise
     result = invocation.get_materialize_result()
     metadata = dict(result.metadata or {})
     # The script reports the settings it trained with (hardware JSON, precision, device).
