@@ -208,3 +208,33 @@ def test_embeddings_do_no_work_when_nothing_changed(pipeline: Path) -> None:
     ]
     assert main(["index", *folders, "--top_k", "5"]) == 0
     assert vectors.stat().st_mtime_ns == before
+
+
+@pytest.mark.slow
+def test_train_command_reports_a_refused_resume_in_one_line(pipeline: Path, capsys) -> None:
+    folders = [
+        f"--{name}={pipeline / folder}"
+        for name, folder in (
+            ("data_dir", "data"),
+            ("splits_dir", "splits"),
+            ("checkpoint_dir", "checkpoints"),
+        )
+    ]
+    code = main(
+        [
+            "train",
+            *folders,
+            "--backbone",
+            "tf_efficientnetv2_b0",
+            "--pretrained=false",
+            "--image_size",
+            "64",
+            "--num_workers",
+            "0",
+        ]
+    )
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "Stack Trace" not in err
+    assert err.strip().splitlines()[-1].startswith("error: Cannot resume from")
+    assert "--fresh" in err
