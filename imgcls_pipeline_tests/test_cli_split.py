@@ -76,6 +76,35 @@ def test_new_data_keeps_every_assigned_id_in_its_split(tmp_path: Path) -> None:
     assert after["x"] == "train"  # a one-ID class can only feed the gallery
 
 
+def test_an_id_left_out_for_a_while_returns_to_its_split(tmp_path: Path) -> None:
+    data = make_photo_folder(tmp_path / "data", uniform_layout(2, 12, 2))
+    splits = tmp_path / "splits"
+    assert _split(data, splits) == 0
+    before = _assignment(splits)
+    # class_1 left out of one run, then new photos arrive for it and everything is split again.
+    assert _split(data, splits, "--class_names", "class_0") == 0
+    assert not any(object_id.startswith("c1") for object_id in _assignment(splits))
+    make_photo_folder(data, {"class_1": {f"late{i}": 2 for i in range(6)}})
+    assert _split(data, splits) == 0
+    after = _assignment(splits)
+    assert all(after[object_id] == split for object_id, split in before.items())
+    ledger = pd.read_csv(splits / "assignments.csv", dtype=str)
+    assert list(ledger.columns) == ["object_id", "class_name", "split"]
+    assert set(ledger["object_id"]) == set(after)
+
+
+def test_changed_ratios_are_reported_not_silently_ignored(tmp_path: Path, capsys) -> None:
+    data = make_photo_folder(tmp_path / "data", uniform_layout(2, 10, 1))
+    splits = tmp_path / "splits"
+    assert _split(data, splits) == 0
+    capsys.readouterr()
+    assert (
+        _split(data, splits, "--train_ratio", "0.5", "--val_ratio", "0.25", "--test_ratio", "0.25")
+        == 0
+    )
+    assert "keep their split (stable splits)" in capsys.readouterr().err
+
+
 def test_seed_flag_changes_a_fresh_split(tmp_path: Path) -> None:
     data = make_photo_folder(tmp_path / "data", uniform_layout(2, 20, 1))
     assert _split(data, tmp_path / "a", "--seed=1") == 0

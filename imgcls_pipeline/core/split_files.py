@@ -1,4 +1,10 @@
-"""The split files users read and keep: ``train.csv``, ``val.csv``, ``test.csv``, ``excluded.csv``."""
+"""The split files users read and keep: ``train.csv``, ``val.csv``, ``test.csv``, ``excluded.csv``,
+and ``assignments.csv``, the ledger of every object_id ever given a split.
+
+The ledger is what keeps splits stable: an ID that drops out for a while (its class left out of
+``class_names``, a photo below ``min_image_size``, a label conflict) is absent from the split
+tables, but when it comes back it returns to the split it had, never to another one.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +27,52 @@ SPLIT_DTYPES = {
     "width": "int64",
     "height": "int64",
 }
+
+
+LEDGER_FILE = "assignments.csv"
+LEDGER_COLUMNS = ["object_id", "class_name", "split"]
+
+
+def read_ledger(splits_dir: str | os.PathLike[str]) -> pd.DataFrame:
+    path = Path(splits_dir) / LEDGER_FILE
+    if not path.is_file():
+        return pd.DataFrame(columns=LEDGER_COLUMNS)
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    if list(frame.columns) != LEDGER_COLUMNS:
+        raise UserError(
+            f"'{path}' is not a split ledger (columns {', '.join(LEDGER_COLUMNS)}); restore it, "
+            f"or delete the whole splits folder to split everything afresh."
+        )
+    return frame
+
+
+def previous_assignment_on_disk(splits_dir: str | os.PathLike[str]) -> dict[str, str]:
+    """object_id → split for every ID ever assigned: the split tables first (what users see and
+    may have edited), then the ledger for IDs that are out of the tables at the moment."""
+    ledger = read_ledger(splits_dir)
+    assignment = dict(zip(ledger["object_id"], ledger["split"], strict=True))
+    for split, table in read_existing_splits(splits_dir).items():
+        assignment.update(dict.fromkeys(table["object_id"].astype(str), split))
+    return assignment
+
+
+def write_ledger(
+    splits_dir: str | os.PathLike[str],
+    assignment: Mapping[str, str],
+    id_classes: Mapping[str, str],
+) -> None:
+    """Add this run's assignment to the ledger; IDs absent this time keep their rows."""
+    ledger = read_ledger(splits_dir)
+    known_classes = dict(zip(ledger["object_id"], ledger["class_name"], strict=True))
+    rows = {**dict(zip(ledger["object_id"], ledger["split"], strict=True)), **assignment}
+    frame = pd.DataFrame(
+        {
+            "object_id": list(rows),
+            "class_name": [id_classes.get(i, known_classes.get(i, "")) for i in rows],
+            "split": list(rows.values()),
+        }
+    ).sort_values(["class_name", "object_id"])
+    write_csv_atomic(Path(splits_dir) / LEDGER_FILE, frame)
 
 
 def write_split_files(

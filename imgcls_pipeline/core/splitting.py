@@ -84,15 +84,6 @@ def assign_splits(
     return assignment
 
 
-def previous_assignment(tables: Mapping[str, pd.DataFrame]) -> dict[str, str]:
-    """object_id → split from split tables written earlier (the user-visible state)."""
-    assignment: dict[str, str] = {}
-    for split, table in tables.items():
-        for object_id in table["object_id"].astype(str).unique():
-            assignment.setdefault(object_id, split)
-    return assignment
-
-
 def split_tables(images: pd.DataFrame, assignment: Mapping[str, str]) -> dict[str, pd.DataFrame]:
     """The per-split image tables, in a stable order (class, ID, sequence, path)."""
     split_of = images["object_id"].map(assignment)

@@ -1,12 +1,13 @@
 """Assets of the data half: photo folder → image_manifest → id_groups → splits."""
 
+import json
 import warnings
 from dataclasses import dataclass
 
 import dagster as dg
 import pandas as pd
 
-from imgcls_pipeline.core.atomic import write_parquet_atomic
+from imgcls_pipeline.core.atomic import write_parquet_atomic, write_text_atomic
 from imgcls_pipeline.core.errors import UserError
 from imgcls_pipeline.core.groups import IdGroups, select_id_groups
 from imgcls_pipeline.core.manifest import (
@@ -16,13 +17,16 @@ from imgcls_pipeline.core.manifest import (
     manifest_fingerprint,
     scan_manifest,
 )
-from imgcls_pipeline.core.split_files import read_existing_splits, write_split_files
+from imgcls_pipeline.core.split_files import (
+    previous_assignment_on_disk,
+    write_ledger,
+    write_split_files,
+)
 from imgcls_pipeline.core.splitting import (
     MIN_IDS_FOR_ALL_SPLITS,
     SPLITS,
     assign_splits,
     count_table,
-    previous_assignment,
     split_tables,
 )
 from imgcls_pipeline.defs.markdown import counts_markdown, frame_markdown
@@ -30,6 +34,8 @@ from imgcls_pipeline.defs.resources import PipelinePaths
 from imgcls_pipeline.defs.run_config import IdGroupsConfig, SplitsConfig
 
 GROUP = "data"
+# The ratios and seed the split files were last written with.
+SETTINGS_FILE = "split_settings.json"
 # Metadata key of image_manifest: the photo folder's fingerprint when it was scanned.
 FINGERPRINT_KEY = "folder_fingerprint"
 
@@ -150,12 +156,17 @@ def splits(
     ratios = {"train": config.train_ratio, "val": config.val_ratio, "test": config.test_ratio}
     if abs(sum(ratios.values()) - 1.0) > 1e-6:
         raise UserError(f"train_ratio + val_ratio + test_ratio must be 1.0, got {ratios}.")
-    previous = previous_assignment(read_existing_splits(paths.splits))
+    previous = previous_assignment_on_disk(paths.splits)
+    _warn_if_settings_changed(context, paths, ratios, config.seed, bool(previous))
     images = id_groups.images
     id_classes = dict(zip(images["object_id"], images["class_name"], strict=True))
     assignment = assign_splits(id_classes, ratios, config.seed, previous)
     tables = split_tables(images, assignment)
     written = write_split_files(paths.splits, tables, id_groups.excluded)
+    write_ledger(paths.splits, assignment, id_classes)
+    write_text_atomic(
+        paths.splits / SETTINGS_FILE, json.dumps({**ratios, "seed": config.seed}, indent=2)
+    )
 
     kept_ids = set(id_classes)
     carried = sum(1 for object_id in kept_ids if object_id in previous)
@@ -185,3 +196,24 @@ def splits(
         }
     )
     return SplitResult(tables=tables, excluded=id_groups.excluded, ratios=ratios, seed=config.seed)
+
+
+def _warn_if_settings_changed(
+    context: dg.AssetExecutionContext,
+    paths: PipelinePaths,
+    ratios: dict[str, float],
+    seed: int,
+    has_previous: bool,
+) -> None:
+    """Stable splits ignore new ratios/seed for IDs already assigned: say so rather than
+    leave a user wondering why --train_ratio changed nothing."""
+    settings_file = paths.splits / SETTINGS_FILE
+    if not (has_previous and settings_file.is_file()):
+        return
+    before = json.loads(settings_file.read_text())
+    if before != {**ratios, "seed": seed}:
+        context.log.warning(
+            f"The splits in {paths.splits} were made with {before}; IDs already assigned keep "
+            f"their split (stable splits), and only new IDs follow {ratios}, seed {seed}. "
+            f"To re-split everything, delete {paths.splits} first."
+        )

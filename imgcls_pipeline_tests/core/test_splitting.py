@@ -4,8 +4,6 @@ from hypothesis import strategies as st
 from imgcls_pipeline.core.splitting import (
     SPLITS,
     assign_splits,
-    previous_assignment,
-    split_tables,
     target_counts,
 )
 
@@ -42,25 +40,6 @@ def test_stratified_per_class() -> None:
             if object_id.startswith(f"c{c}_"):
                 counts[split] += 1
         assert counts == {"train": 14, "val": 3, "test": 3}
-
-
-def test_previous_assignment_read_back_from_tables() -> None:
-    import pandas as pd
-
-    ids = _ids(2, 10)
-    assignment = assign_splits(ids, RATIOS, 1)
-    images = pd.DataFrame(
-        {
-            "image_path": [f"{c}/{i}_1.jpg" for i, c in ids.items()],
-            "class_name": list(ids.values()),
-            "object_id": list(ids),
-            "sequence": 1,
-            "width": 100,
-            "height": 100,
-        }
-    )
-    tables = split_tables(images, assignment)
-    assert previous_assignment(tables) == assignment
 
 
 @settings(max_examples=60, deadline=None)
