@@ -106,7 +106,7 @@ def _orientation(image: Image.Image) -> int | None:
 def _ends_where_expected(image: Image.Image, tail: bytes, size: int, handle: BinaryIO) -> bool:
     """Cheap end-of-file check per format; when in doubt, decode to be sure."""
     kind = image.format
-    if kind == "JPEG" and b"\xff\xd9" in tail:
+    if kind in ("JPEG", "MPO") and b"\xff\xd9" in tail:  # MPO: a camera's multi-picture JPEG
         return True
     if kind == "PNG" and b"IEND" in tail:
         return True
@@ -131,7 +131,7 @@ def _bmp_complete(image: Image.Image, size: int) -> bool:
 def _decodes(image: Image.Image) -> bool:
     """Full decode (reduced via ``draft`` for JPEG) for the rare file whose ending looks odd."""
     try:
-        if image.format == "JPEG":
+        if image.format in ("JPEG", "MPO"):
             image.draft("RGB", (max(1, image.width // 8), max(1, image.height // 8)))
         image.load()
     except (OSError, SyntaxError, ValueError, struct.error, EOFError):

@@ -37,6 +37,9 @@ LAYOUT_HELP = (
 )
 
 
+UNDECODABLE = "\ufffd"  # what _printable puts where a file name's bytes are not UTF-8
+
+
 @dataclass(frozen=True)
 class FileStat:
     image_path: str  # POSIX, relative to the data folder
@@ -54,26 +57,56 @@ def check_data_dir(data_dir: str | os.PathLike[str]) -> Path:
 
 
 def walk_files(data_dir: str | os.PathLike[str]) -> Iterator[FileStat]:
-    """Every regular file below ``data_dir`` (hidden ones too, so none is dropped silently)."""
+    """Every regular file below ``data_dir`` (hidden ones too, so none is dropped silently).
+
+    Symlinked folders are followed once (a link loop is not walked twice); a folder that cannot
+    be listed is reported as one entry ending in ``/`` with size -1.
+    """
     root = os.fspath(check_data_dir(data_dir))
     stack = [(root, "")]
+    seen_folders: set[tuple[int, int]] = set()
     while stack:
         folder, prefix = stack.pop()
-        with os.scandir(folder) as entries:
-            for entry in entries:  # unsorted: callers sort, and sorting here costs a re-scan 10%
-                relative = prefix + entry.name
+        try:
+            identity = os.stat(folder)
+            if (identity.st_dev, identity.st_ino) in seen_folders:
+                continue
+            seen_folders.add((identity.st_dev, identity.st_ino))
+            entries = list(os.scandir(folder))
+        except OSError as error:
+            if not prefix:
+                raise UserError(f"Data folder '{root}' cannot be read ({error}).") from None
+            yield FileStat(prefix, -1, 0)
+            continue
+        for entry in entries:  # unsorted: callers sort, and sorting here costs a re-scan 10%
+            relative = prefix + _printable(entry.name)
+            try:
                 if entry.is_dir(follow_symlinks=True):
                     stack.append((entry.path, relative + "/"))
                 elif entry.is_file(follow_symlinks=True):
                     stat = entry.stat(follow_symlinks=True)
                     yield FileStat(relative, stat.st_size, stat.st_mtime_ns)
+                else:
+                    yield FileStat(relative, -1, 0)  # dangling symlink, socket, device...
+            except OSError:
+                yield FileStat(relative, -1, 0)  # e.g. a dangling or looping symlink
+
+
+def _printable(name: str) -> str:
+    """File names that are not UTF-8 (a CP949 name from a Windows zip) come back from the OS
+    with surrogate escapes; show their bad bytes as U+FFFD so the name can be stored."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return name
 
 
 def class_folders(data_dir: str | os.PathLike[str]) -> list[str]:
     """Class folder names (NFC), hidden folders excluded, whether or not they hold images."""
     root = check_data_dir(data_dir)
     return sorted(
-        normalize_label(entry.name)
+        normalize_label(_printable(entry.name))
         for entry in os.scandir(root)
         if entry.is_dir(follow_symlinks=True) and not entry.name.startswith(".")
     )
@@ -83,6 +116,10 @@ def classify_location(image_path: str) -> tuple[str, str, str, int | None]:
     """(status, class_name, object_id, sequence) from the path alone; status ``ok`` = go read it."""
     parts = image_path.split("/")
     class_name = normalize_label(parts[0]) if len(parts) > 1 else ""
+    if image_path.endswith("/"):
+        return "unreadable_folder", class_name, "", None
+    if UNDECODABLE in image_path:
+        return "undecodable_name", class_name, "", None
     if any(part.startswith(".") for part in parts):
         return "hidden", class_name, "", None
     if len(parts) == 1:
@@ -133,6 +170,8 @@ def _scan_rows(root: str, todo: pd.DataFrame) -> tuple[list[tuple], int]:
         status, class_name, object_id, sequence = classify_location(image_path)
         width = height = None
         detail = ""
+        if status == "ok" and file_size < 0:
+            status, detail = "unreadable", "cannot be opened (broken or looping symlink?)"
         if status == "ok":
             header = read_header(f"{root}/{image_path}")
             opened += 1

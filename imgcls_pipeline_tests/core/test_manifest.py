@@ -83,3 +83,27 @@ def test_fingerprint_changes_when_photos_change(messy_folder: Path) -> None:
     assert folder_fingerprint(messy_folder) == before
     write_photo(messy_folder / "cat" / "c9_1.jpg")
     assert folder_fingerprint(messy_folder) != before
+
+
+def test_names_that_are_not_utf8_are_excluded_not_fatal(tmp_path: Path) -> None:
+    root = make_photo_folder(tmp_path / "data", {"cat": {"c1": 1}})
+    cp949_name = "고양이_1.jpg".encode("cp949")  # as unzipped from a Windows archive
+    source = (root / "cat" / "c1_1.jpg").read_bytes()
+    with open(os.path.join(os.fsencode(root / "cat"), cp949_name), "wb") as handle:
+        handle.write(source)
+    manifest, _ = scan_manifest(root)
+    odd = manifest[manifest["image_path"].str.contains("\ufffd")]
+    assert list(odd["status"]) == ["undecodable_name"]
+    assert folder_fingerprint(root)  # the sensor's fingerprint copes too
+    manifest.to_parquet(tmp_path / "m.parquet")  # and the manifest can be stored
+
+
+def test_symlink_loops_and_dangling_links_do_not_hang_or_crash(tmp_path: Path) -> None:
+    root = make_photo_folder(tmp_path / "data", {"cat": {"c1": 2}})
+    (root / "cat" / "loop").symlink_to(root / "cat", target_is_directory=True)
+    (root / "cat" / "gone_1.jpg").symlink_to(tmp_path / "missing.jpg")
+    manifest, _ = scan_manifest(root)
+    status = dict(zip(manifest["image_path"], manifest["status"], strict=True))
+    assert status["cat/c1_1.jpg"] == "ok"
+    assert status["cat/gone_1.jpg"] == "unreadable"
+    assert not any(path.startswith("cat/loop/loop") for path in status)
