@@ -177,7 +177,10 @@ def parse_value(name: str, text: str, annotation: Any) -> Any:
     try:
         return annotation(text)
     except ValueError:
-        raise UserError(f"--{name} takes a {annotation.__name__}, not '{text}'.") from None
+        kind = {"int": "whole number", "float": "number", "str": "text"}.get(
+            annotation.__name__, annotation.__name__
+        )
+        raise UserError(f"--{name} takes a {kind}, not '{text}'.") from None
 
 
 def apply_overrides(config: PipelineConfig, overrides: dict[str, str]) -> PipelineConfig:
@@ -233,7 +236,44 @@ def validate(config: PipelineConfig) -> None:
             raise UserError(
                 f"{name} must be at least {minimum} (or None for automatic), not {value}."
             )
+    _validate_training(config)
+    evaluation = config.evaluation
+    if evaluation.embedding_batch_size < 1:
+        raise UserError(
+            f"embedding_batch_size must be at least 1, not {evaluation.embedding_batch_size}."
+        )
+    unknown = [s for s in evaluation.eval_splits if s not in ("val", "test")]
+    if unknown or not evaluation.eval_splits:
+        raise UserError(
+            f"eval_splits takes val and/or test (e.g. val,test), not {evaluation.eval_splits}."
+        )
     if not config.evaluation.recall_k_values or min(config.evaluation.recall_k_values) < 1:
         raise UserError("recall_k_values must list one or more positive K, e.g. 1,5.")
     if data.class_names is not None and len(data.class_names) == 0:
         raise UserError("class_names is empty: list class folder names, or leave it None for all.")
+
+
+def _validate_training(config: PipelineConfig) -> None:
+    """Ranges that torch/torchvision would otherwise reject deep inside a training process."""
+    training, augmentation = config.training, config.augmentation
+    checks = [
+        ("learning_rate", training.learning_rate > 0, "above 0"),
+        ("weight_decay", training.weight_decay >= 0, "0 or more"),
+        ("cosine_t0", training.cosine_t0 >= 1, "at least 1"),
+        ("cosine_t_mult", training.cosine_t_mult >= 1, "at least 1"),
+        ("plateau_factor", 0 < training.plateau_factor < 1, "between 0 and 1"),
+        ("plateau_patience", training.plateau_patience >= 0, "0 or more"),
+        ("crop_scale_min", 0 < augmentation.crop_scale_min <= 1, "in (0, 1]"),
+        ("rotation_degrees", augmentation.rotation_degrees >= 0, "0 or more"),
+        ("brightness", augmentation.brightness >= 0, "0 or more"),
+        ("contrast", augmentation.contrast >= 0, "0 or more"),
+        ("saturation", augmentation.saturation >= 0, "0 or more"),
+        ("hue", 0 <= augmentation.hue <= 0.5, "between 0 and 0.5"),
+        ("arcface_s", config.model.arcface_s > 0, "above 0"),
+    ]
+    for name, ok, wanted in checks:
+        if not ok:
+            value = getattr(training, name, None)
+            if value is None:
+                value = getattr(augmentation, name, getattr(config.model, name, None))
+            raise UserError(f"{name} must be {wanted}, not {value}.")

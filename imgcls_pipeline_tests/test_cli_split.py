@@ -144,4 +144,4 @@ def test_flag_parsing() -> None:
 
 def test_bad_setting_value_names_the_flag(tmp_path: Path, capsys) -> None:
     assert _split(tmp_path, tmp_path / "s", "--train_ratio", "lots") == 2
-    assert "--train_ratio takes a float" in capsys.readouterr().err
+    assert "--train_ratio takes a number, not 'lots'" in capsys.readouterr().err

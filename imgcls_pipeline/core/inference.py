@@ -134,10 +134,28 @@ def classify(
 
     A photo that cannot be read gets an ``error`` and no prediction; the others still get theirs.
     """
-    transform = eval_transform(loaded.image_size, loaded.model.mean, loaded.model.std)
     predictions = [Prediction(str(path)) for path in paths]
+    # Decode and embed one batch at a time: a folder of 10,000 photos at 480 px would not fit
+    # in memory as tensors all at once.
+    for start in range(0, len(paths), batch_size):
+        chunk = list(range(start, min(start + batch_size, len(paths))))
+        _classify_batch(loaded, index, gallery, paths, predictions, chunk, top_k)
+    return predictions
+
+
+def _classify_batch(
+    loaded: LoadedModel,
+    index: faiss.Index,
+    gallery: pd.DataFrame,
+    paths: list[Path],
+    predictions: list[Prediction],
+    positions: list[int],
+    top_k: int,
+) -> None:
+    transform = eval_transform(loaded.image_size, loaded.model.mean, loaded.model.std)
     readable: list[tuple[int, torch.Tensor]] = []
-    for position, path in enumerate(paths):
+    for position in positions:
+        path = paths[position]
         try:
             if not path.is_file():
                 raise UserError(f"{path} does not exist or is not a file.")
@@ -145,14 +163,11 @@ def classify(
         except UserError as error:
             predictions[position].error = str(error)
     if not readable:
-        return predictions
-    batches = [
-        torch.stack([tensor for _, tensor in readable[start : start + batch_size]])
-        for start in range(0, len(readable), batch_size)
-    ]
+        return
+    batch = torch.stack([tensor for _, tensor in readable])
     embeddings = compute_embeddings(
         loaded.model,
-        batches,
+        [batch],
         loaded.device,
         amp_dtype=loaded.amp_dtype,
         channels_last=loaded.channels_last,
@@ -172,4 +187,3 @@ def classify(
             for g, d in zip(indices[row], distances[row], strict=True)
             if g >= 0
         ]
-    return predictions

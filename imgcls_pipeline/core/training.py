@@ -212,8 +212,9 @@ def train(
         if improved:
             state.best_recall, state.best_epoch = recalls[1], state.epoch
             state.epochs_without_improvement = 0
-        else:
+        elif phase == "finetune":
             state.epochs_without_improvement += 1
+        # (Warm-up epochs without improvement do not count: patience is for fine-tuning.)
         # Early stopping waits for fine-tuning: a plateau with a frozen backbone says little.
         patience = config.training.early_stopping_patience
         state.stopped_early = (

@@ -24,7 +24,8 @@ ASSET_SETTINGS: dict[str, tuple[str, ...]] = {
         name for name, (section, _) in field_index().items() if section in _TRAINING_SECTIONS
     )
     + _TRAINING_EXTRA,
-    "embeddings": ("image_size", "embedding_batch_size"),
+    # The image size is the checkpoint's own: a model is embedded at the size it was trained at.
+    "embeddings": ("embedding_batch_size",),
     "faiss_index": ("index_type",),
     "evaluation": ("recall_k_values", "top_k", "eval_splits", "min_val_recall_at_1"),
 }

@@ -26,8 +26,9 @@ from imgcls_pipeline.core.search import build_index, load_index, save_index
 from imgcls_pipeline.core.split_files import read_split
 from imgcls_pipeline.core.splitting import SPLITS
 from imgcls_pipeline.defs.data_assets import splits
+from imgcls_pipeline.defs.gpu import GpuResource
 from imgcls_pipeline.defs.resources import PipelinePaths
-from imgcls_pipeline.defs.run_config import config_class
+from imgcls_pipeline.defs.run_config import config_class, to_pipeline_config
 from imgcls_pipeline.defs.training_assets import trained_checkpoint
 
 GROUP = "search"
@@ -63,7 +64,10 @@ def _inputs_signature(checkpoint: Path, splits_dir: Path) -> dict[str, str]:
     "Does no work when the checkpoint and splits are unchanged.",
 )
 def embeddings(
-    context: dg.AssetExecutionContext, config: EmbeddingsConfig, paths: PipelinePaths
+    context: dg.AssetExecutionContext,
+    config: EmbeddingsConfig,
+    paths: PipelinePaths,
+    gpu: GpuResource,
 ) -> dg.MaterializeResult:
     checkpoint = _best_checkpoint(paths)
     folder = paths.artifacts / "embeddings"
@@ -78,11 +82,18 @@ def embeddings(
         return dg.MaterializeResult(metadata={"recomputed": False, "checkpoint": str(checkpoint)})
 
     loaded = load_model(checkpoint)
+    workers = gpu.resolve().num_workers  # JPEG decoding in parallel, as in training
     rows = {}
     dimension = 0
     for split in SPLITS:
         frame = read_split(paths.splits, split)
-        matrix = embed_frame(loaded, frame, paths.data, batch_size=config.embedding_batch_size)
+        matrix = embed_frame(
+            loaded,
+            frame,
+            paths.data,
+            batch_size=config.embedding_batch_size,
+            num_workers=workers,
+        )
         write_atomic(folder / f"{split}.npy", lambda handle, m=matrix: np.save(handle, m))
         rows[split] = len(frame)
         dimension = matrix.shape[1] if matrix.ndim == 2 else dimension
@@ -162,12 +173,17 @@ def faiss_index(
 def evaluation(
     context: dg.AssetExecutionContext, config: EvaluationConfig, paths: PipelinePaths
 ) -> dg.MaterializeResult:
+    to_pipeline_config(config)  # validates eval_splits, recall_k_values, top_k
     index, gallery = load_index(paths.artifacts / "index")
     metadata: dict = {}
     for split in config.eval_splits:
-        if split not in ("val", "test", "train"):
-            raise UserError(f"eval_splits lists '{split}'; use val and/or test.")
         queries = read_split(paths.splits, split)
+        if queries.empty:
+            context.log.warning(
+                f"The {split} split is empty (its ratio is 0?); nothing to evaluate."
+            )
+            metadata[f"{split}/queries"] = 0
+            continue
         vectors = np.load(paths.artifacts / "embeddings" / f"{split}.npy")
         result = evaluate_split(
             queries,
@@ -212,7 +228,9 @@ def val_recall_at_1_floor(paths: PipelinePaths) -> dg.AssetCheckResult:
     report_file = paths.artifacts / "evaluation" / "val.json"
     if not report_file.is_file():
         return dg.AssetCheckResult(
-            passed=False, metadata={"reason": "val was not evaluated (eval_splits lacks val)"}
+            passed=False,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"reason": "val was not evaluated (eval_splits lacks val, or val is empty)"},
         )
     report = json.loads(report_file.read_text())
     floor = float(report.get("settings", {}).get("min_val_recall_at_1", 0.0))
