@@ -5,6 +5,7 @@ import dagster as dg
 from imgcls_pipeline.core.manifest import folder_fingerprint
 from imgcls_pipeline.defs.data_assets import FINGERPRINT_KEY
 from imgcls_pipeline.defs.resources import PipelinePaths
+from imgcls_pipeline.defs.run_config import ASSET_SETTINGS
 
 # Everything downstream of the photo folder: scan, split, train, embed, index, evaluate.
 retrain_job = dg.define_asset_job(
@@ -14,6 +15,21 @@ retrain_job = dg.define_asset_job(
 )
 
 CHECK_EVERY_SECONDS = 60 * 60
+
+
+def retrain_run_config(instance: dg.DagsterInstance) -> dict:
+    """The settings of the run that produced the current model (backbone, image size, class
+    names, ...), so a scheduled re-training trains the same way; plus ``fresh``, because new
+    photos change train.csv and a checkpoint is never resumed against other splits."""
+    ops: dict = {}
+    event = instance.get_latest_materialization_event(dg.AssetKey("trained_checkpoint"))
+    run = instance.get_run_by_id(event.run_id) if event is not None else None
+    if run is not None:
+        previous_ops = (run.run_config or {}).get("ops", {})
+        ops = {name: previous_ops[name] for name in ASSET_SETTINGS if name in previous_ops}
+    training = dict(ops.get("trained_checkpoint", {}).get("config", {}))
+    ops["trained_checkpoint"] = {"config": {**training, "fresh": True}}
+    return {"ops": ops}
 
 
 @dg.sensor(
@@ -37,8 +53,6 @@ def new_photos_sensor(
         return dg.SkipReason(f"No change in {paths.data} since the last scan ({current}).")
     return dg.RunRequest(
         run_key=current,
-        # New photos change train.csv, and a checkpoint is never resumed against other splits:
-        # the re-training starts fresh (the previous checkpoints are overwritten as it goes).
-        run_config={"ops": {"trained_checkpoint": {"config": {"fresh": True}}}},
+        run_config=retrain_run_config(context.instance),
         tags={"imgcls/trigger": "new_photos", "imgcls/folder_fingerprint": current},
     )

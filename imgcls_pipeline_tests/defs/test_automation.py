@@ -40,3 +40,25 @@ def test_retrain_job_covers_the_whole_graph() -> None:
     job = defs.resolve_job_def("retrain_on_new_photos")
     planned = {key.to_user_string() for key in job.asset_layer.executable_asset_keys}
     assert {"image_manifest", "id_groups", "splits"} <= planned
+
+
+def test_retraining_reuses_the_settings_of_the_current_model(tmp_path: Path) -> None:
+    from imgcls_pipeline.defs.automation import retrain_run_config
+
+    with dg.instance_for_test() as instance:
+        assert retrain_run_config(instance) == {
+            "ops": {"trained_checkpoint": {"config": {"fresh": True}}}
+        }
+        settings = {"backbone": "tf_efficientnetv2_s", "image_size": 384, "fresh": False}
+
+        @dg.asset(name="trained_checkpoint")
+        def fake_training(config: dg.PermissiveConfig) -> None:
+            return None
+
+        dg.materialize(
+            [fake_training],
+            instance=instance,
+            run_config={"ops": {"trained_checkpoint": {"config": settings}}},
+        )
+        config = retrain_run_config(instance)["ops"]["trained_checkpoint"]["config"]
+        assert config == {"backbone": "tf_efficientnetv2_s", "image_size": 384, "fresh": True}
