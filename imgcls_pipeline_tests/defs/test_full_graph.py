@@ -2,10 +2,7 @@
 then ``imgcls evaluate`` and ``imgcls predict`` on the model it trained."""
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import dagster as dg
@@ -15,8 +12,8 @@ import pytest
 
 from imgcls_pipeline.cli import main
 from imgcls_pipeline.core.example_data import make_example_dataset
+from imgcls_pipeline_tests.dagster_cli import folder_flags, materialize
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 TINY_TRAINING = {
     "backbone": "test_efficientnet",
     "pretrained": False,
@@ -43,29 +40,7 @@ ops:
 def pipeline(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("pipeline")
     make_example_dataset(root / "data", ids_per_class=4, photos_per_id=2, size=64)
-    shutil.copy(PROJECT_ROOT / "dagster.yaml", root / "dagster.yaml")
-    (root / "run.yaml").write_text(RUN_CONFIG)
-    env = os.environ | {
-        "DAGSTER_HOME": str(root),
-        "IMGCLS_DATA_DIR": str(root / "data"),
-        "IMGCLS_SPLITS_DIR": str(root / "splits"),
-        "IMGCLS_CHECKPOINT_DIR": str(root / "checkpoints"),
-        "IMGCLS_ARTIFACTS_DIR": str(root / "artifacts"),
-    }
-    command = [
-        sys.executable,
-        "-m",
-        "dagster",
-        "asset",
-        "materialize",
-        "-m",
-        "imgcls_pipeline.definitions",
-        "--select",
-        "*",
-        "-c",
-        "run.yaml",
-    ]
-    done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    done = materialize(root, "*", RUN_CONFIG)
     assert done.returncode == 0, done.stderr[-4000:]
     return root
 
@@ -197,29 +172,14 @@ def test_predict_refuses_an_index_of_another_model(pipeline: Path, tmp_path: Pat
 def test_embeddings_do_no_work_when_nothing_changed(pipeline: Path) -> None:
     vectors = pipeline / "artifacts" / "embeddings" / "train.npy"
     before = vectors.stat().st_mtime_ns
-    folders = [
-        f"--{name}={pipeline / folder}"
-        for name, folder in (
-            ("data_dir", "data"),
-            ("splits_dir", "splits"),
-            ("checkpoint_dir", "checkpoints"),
-            ("artifacts_dir", "artifacts"),
-        )
-    ]
+    folders = folder_flags(pipeline)
     assert main(["index", *folders, "--top_k", "5"]) == 0
     assert vectors.stat().st_mtime_ns == before
 
 
 @pytest.mark.slow
 def test_train_command_reports_a_refused_resume_in_one_line(pipeline: Path, capsys) -> None:
-    folders = [
-        f"--{name}={pipeline / folder}"
-        for name, folder in (
-            ("data_dir", "data"),
-            ("splits_dir", "splits"),
-            ("checkpoint_dir", "checkpoints"),
-        )
-    ]
+    folders = folder_flags(pipeline, "data_dir", "splits_dir", "checkpoint_dir")
     code = main(
         [
             "train",
