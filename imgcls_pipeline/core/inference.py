@@ -77,7 +77,9 @@ def embed_frame(
     progress: bool = False,
 ) -> np.ndarray:
     """(len(frame), D) float32 unit rows; row i embeds ``data_dir / frame.image_path[i]``."""
-    transform = eval_transform(loaded.image_size, loaded.model.mean, loaded.model.std)
+    transform = eval_transform(
+        loaded.image_size, loaded.model.mean, loaded.model.std, loaded.model.interpolation
+    )
     dataset = ImageDataset(frame, data_dir, [], transform, loaded.image_size)
     loader = make_loader(
         dataset,
@@ -152,7 +154,9 @@ def _classify_batch(
     positions: list[int],
     top_k: int,
 ) -> None:
-    transform = eval_transform(loaded.image_size, loaded.model.mean, loaded.model.std)
+    transform = eval_transform(
+        loaded.image_size, loaded.model.mean, loaded.model.std, loaded.model.interpolation
+    )
     readable: list[tuple[int, torch.Tensor]] = []
     for position in positions:
         path = paths[position]

@@ -26,6 +26,7 @@ class EmbeddingModel(nn.Module):
         backbone_name: str,
         mean: tuple[float, ...],
         std: tuple[float, ...],
+        interpolation: str = "bilinear",
     ):
         super().__init__()
         self.backbone = backbone
@@ -34,6 +35,9 @@ class EmbeddingModel(nn.Module):
         self.embedding_dim = embedding_dim
         self.mean = tuple(float(v) for v in mean)
         self.std = tuple(float(v) for v in std)
+        # How the weights' authors resized images (bicubic for EfficientNetV2): resizing the
+        # same way keeps inputs close to what the pretrained backbone saw.
+        self.interpolation = interpolation
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         # Normalise in fp32: under autocast the head's output is bf16/fp16, and cosine similarities
@@ -46,7 +50,12 @@ def build_embedding_model(model_cfg: ModelConfig) -> EmbeddingModel:
     backbone = _create_backbone(model_cfg)
     data_cfg = timm.data.resolve_model_data_config(backbone)
     return EmbeddingModel(
-        backbone, model_cfg.embedding_dim, model_cfg.backbone, data_cfg["mean"], data_cfg["std"]
+        backbone,
+        model_cfg.embedding_dim,
+        model_cfg.backbone,
+        data_cfg["mean"],
+        data_cfg["std"],
+        data_cfg.get("interpolation", "bilinear"),
     )
 
 

@@ -43,7 +43,7 @@ def make_training_data(
         train_frame,
         data_dir,
         classes,
-        train_transform(config.augmentation, size, model.mean, model.std),
+        train_transform(config.augmentation, size, model.mean, model.std, model.interpolation),
         size,
     )
     sampler = PKBatchSampler(
@@ -65,7 +65,7 @@ def make_training_data(
         pd.concat([train_frame, val_frame], ignore_index=True),
         data_dir,
         classes,
-        eval_transform(size, model.mean, model.std),
+        eval_transform(size, model.mean, model.std, model.interpolation),
         size,
     )
     eval_loader = make_loader(

@@ -65,11 +65,19 @@ def _high_bit_depth_to_rgb(image: Image.Image) -> Image.Image:
     return Image.fromarray(gray, mode="L").convert("RGB")
 
 
+def _interpolation(name: str) -> v2.InterpolationMode:
+    try:
+        return v2.InterpolationMode(name)
+    except ValueError:
+        return v2.InterpolationMode.BILINEAR  # a timm config naming a mode torchvision lacks
+
+
 def train_transform(
     aug: AugmentationConfig,
     image_size: int,
     mean: tuple[float, ...],
     std: tuple[float, ...],
+    interpolation: str = "bilinear",
 ) -> v2.Compose:
     """Augmentations of the specification's AugmentationConfig, then the model's normalisation."""
     return v2.Compose(
@@ -77,7 +85,12 @@ def train_transform(
             v2.PILToTensor(),
             # Rotate before cropping so the crop cuts away most of the corners the rotation fills.
             v2.RandomRotation(aug.rotation_degrees),
-            v2.RandomResizedCrop(image_size, scale=(aug.crop_scale_min, 1.0), antialias=True),
+            v2.RandomResizedCrop(
+                image_size,
+                scale=(aug.crop_scale_min, 1.0),
+                interpolation=_interpolation(interpolation),
+                antialias=True,
+            ),
             v2.RandomHorizontalFlip(),
             v2.ColorJitter(aug.brightness, aug.contrast, aug.saturation, aug.hue),
             v2.ToDtype(torch.float32, scale=True),
@@ -86,12 +99,21 @@ def train_transform(
     )
 
 
-def eval_transform(image_size: int, mean: tuple[float, ...], std: tuple[float, ...]) -> v2.Compose:
+def eval_transform(
+    image_size: int,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    interpolation: str = "bilinear",
+) -> v2.Compose:
     """Resize the whole image to image_size × image_size (nothing cropped away) and normalise."""
     return v2.Compose(
         [
             v2.PILToTensor(),
-            v2.Resize((image_size, image_size), antialias=True),
+            v2.Resize(
+                (image_size, image_size),
+                interpolation=_interpolation(interpolation),
+                antialias=True,
+            ),
             v2.ToDtype(torch.float32, scale=True),
             v2.Normalize(mean, std),
         ]

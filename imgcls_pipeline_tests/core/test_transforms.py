@@ -106,3 +106,21 @@ def test_eval_transform_is_deterministic_and_uses_the_model_normalisation():
     assert out.shape == (3, 24, 24)
     assert out.abs().max() < 0.02  # the mean colour normalises to ~0
     assert torch.equal(out, eval_transform(24, MEAN, STD)(image))
+
+
+def test_resizing_follows_the_backbones_pretrained_config():
+    from torchvision.transforms import v2
+
+    from imgcls_pipeline.config import ModelConfig
+    from imgcls_pipeline.core.model import build_embedding_model
+
+    model = build_embedding_model(
+        ModelConfig(backbone="test_efficientnet", pretrained=False, embedding_dim=8)
+    )
+    assert model.interpolation == "bicubic"  # timm's pretrained_cfg for EfficientNets
+    resize = next(
+        t
+        for t in eval_transform(64, model.mean, model.std, model.interpolation).transforms
+        if isinstance(t, v2.Resize)
+    )
+    assert resize.interpolation == v2.InterpolationMode.BICUBIC
