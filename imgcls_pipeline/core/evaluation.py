@@ -10,13 +10,21 @@ import faiss
 import numpy as np
 import pandas as pd
 
-from imgcls_pipeline.core.metrics import evaluate_retrieval, neighbours_needed
+from imgcls_pipeline.core.metrics import (
+    average_precision_at_r,
+    encode_labels,
+    evaluate_retrieval,
+    neighbour_codes,
+    neighbours_needed,
+)
 from imgcls_pipeline.core.report import worst_query_rows
 from imgcls_pipeline.core.search import search
 
-# MAP@R needs R = (gallery images of the query's class) neighbours per query. Beyond this depth
-# the result matrix gets too large to hold, and MAP@R is reported as null instead of guessed.
+# MAP@R needs R = (gallery images of the query's class) neighbours per query. Up to this depth
+# all queries are searched at once; deeper, MAP@R is computed over blocks of queries so the
+# (block × R) result matrices stay around MAP_AT_R_BLOCK_CELLS entries.
 MAX_MAP_AT_R_DEPTH = 1000
+MAP_AT_R_BLOCK_CELLS = 20_000_000
 
 
 @dataclass
@@ -57,8 +65,43 @@ def evaluate_split(
         recall_k_values=recall_k_values,
         top_k=top_k,
     )
+    if metrics.get("map@r") is None:
+        metrics["map@r"] = blocked_map_at_r(
+            index,
+            query_vectors,
+            queries["class_name"].tolist(),
+            gallery_labels,
+            metrics["classes"],
+        )
     headline = [f"recall@{k}" for k in recall_k_values] + ["accuracy", "nn_accuracy"]
     if metrics.get("map@r") is not None:
         headline.append("map@r")
     rows = worst_query_rows(queries, gallery, indices, distances, top_k=top_k, count=worst)
     return SplitEvaluation(metrics, headline, rows)
+
+
+def blocked_map_at_r(
+    index: faiss.Index,
+    query_vectors: np.ndarray,
+    query_labels: Sequence[Any],
+    gallery_labels: Sequence[Any],
+    classes: Sequence[Any],
+) -> float | None:
+    """MAP@R for galleries whose largest class is too deep to search for every query at once."""
+    query_codes = encode_labels(query_labels, classes)
+    gallery_codes = encode_labels(gallery_labels, classes)
+    counts = np.bincount(gallery_codes, minlength=len(classes))
+    depth = min(int(counts.max(initial=0)), len(gallery_codes))
+    if depth == 0 or len(query_codes) == 0:
+        return None
+    block = max(1, MAP_AT_R_BLOCK_CELLS // depth)
+    scores = []
+    for start in range(0, len(query_codes), block):
+        _, indices = search(index, query_vectors[start : start + block], depth)
+        neighbours = neighbour_codes(indices, gallery_codes)
+        scores.append(
+            average_precision_at_r(query_codes[start : start + block], neighbours, counts)
+        )
+    ap = np.concatenate(scores)
+    ap = ap[~np.isnan(ap)]
+    return float(ap.mean()) if ap.size else None
