@@ -21,6 +21,9 @@ the table's 80/40/24 GB rows do, so the effective batch stays about the A100 80G
 from __future__ import annotations
 
 import dataclasses
+import json
+import subprocess
+import sys
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -89,6 +92,43 @@ def detect_device_props(index: int = 0) -> DeviceProps | None:
         major=props.major,
         minor=props.minor,
     )
+
+
+_PROBE = (
+    "import json, torch\n"
+    "n = torch.cuda.device_count() if torch.cuda.is_available() else 0\n"
+    "p = torch.cuda.get_device_properties(0) if n else None\n"
+    "print(json.dumps(n and {'count': n, 'name': p.name, 'memory': p.total_memory,"
+    " 'major': p.major, 'minor': p.minor}))\n"
+)
+
+
+def probe_devices_in_subprocess(timeout: float = 120) -> tuple[DeviceProps | None, int]:
+    """(properties of GPU 0, number of GPUs), asked of a short-lived child process.
+
+    Asking in-process would create a CUDA context that the orchestrator then holds on GPU 0 for
+    the whole training run (hundreds of MB), beside the training processes it launches.
+    """
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", _PROBE],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=True,
+        )
+        found = json.loads(done.stdout.strip().splitlines()[-1])
+    except (subprocess.SubprocessError, OSError, ValueError, IndexError):
+        return None, 0
+    if not found:
+        return None, 0
+    props = DeviceProps(
+        name=found["name"],
+        total_memory_gb=found["memory"] / 1024**3,
+        major=found["major"],
+        minor=found["minor"],
+    )
+    return props, int(found["count"])
 
 
 def resolve_hardware(

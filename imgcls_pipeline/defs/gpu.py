@@ -9,7 +9,7 @@ from imgcls_pipeline.config import TrainingConfig
 from imgcls_pipeline.core.hardware import (
     DeviceProps,
     HardwareSettings,
-    detect_device_props,
+    probe_devices_in_subprocess,
     resolve_hardware,
 )
 
@@ -29,10 +29,7 @@ class GpuResource(dg.ConfigurableResource):
     _gpu_count: int = PrivateAttr(default=0)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        import torch
-
-        self._props = detect_device_props()
-        self._gpu_count = torch.cuda.device_count() if self._props is not None else 0
+        self._props, self._gpu_count = probe_devices_in_subprocess()
         if context.log is not None:
             found = self._props.name if self._props else "no CUDA GPU (training on the CPU)"
             context.log.info(f"GPU resource: {found}, {self._gpu_count} device(s)")

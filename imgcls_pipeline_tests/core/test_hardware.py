@@ -88,3 +88,26 @@ def test_settings_round_trip_through_json():
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU answer")
 def test_no_gpu_is_detected_as_none():
     assert detect_device_props() is None
+
+
+def test_probe_reads_the_child_process_answer(monkeypatch):
+    import subprocess
+
+    from imgcls_pipeline.core import hardware
+
+    answer = '{"count": 4, "name": "NVIDIA H100 80GB HBM3", "memory": 85520809984, "major": 9, "minor": 0}'
+
+    def fake_run(*args, **kwargs):
+        return subprocess.CompletedProcess(args, 0, stdout=answer + "\n", stderr="")
+
+    monkeypatch.setattr(hardware.subprocess, "run", fake_run)
+    props, count = hardware.probe_devices_in_subprocess()
+    assert count == 4 and props.name.startswith("NVIDIA H100") and props.major == 9
+    assert round(props.total_memory_gb) == 80
+
+    monkeypatch.setattr(
+        hardware.subprocess,
+        "run",
+        lambda *a, **k: subprocess.CompletedProcess(a, 0, stdout="0\n", stderr=""),
+    )
+    assert hardware.probe_devices_in_subprocess() == (None, 0)
