@@ -120,3 +120,53 @@ def test_ui_server_runs_assets_and_keeps_history_across_restart(tmp_path: Path) 
             pytest.fail(f"run history lost across the restart: {error}")
     finally:
         server.stop()
+
+
+TINY_TRAINING = {
+    "backbone": "test_efficientnet",
+    "pretrained": False,
+    "image_size": 64,
+    "embedding_dim": 16,
+    "warmup_epochs": 1,
+    "total_epochs": 500,
+    "samples_per_class": 4,
+    "num_workers": 0,
+}
+
+
+@pytest.mark.slow
+def test_terminating_a_training_run_keeps_the_last_epoch(tmp_path: Path) -> None:
+    import torch
+
+    root = tmp_path / "project"
+    root.mkdir()
+    for name in ("dagster.yaml", "workspace.yaml"):
+        shutil.copy(PROJECT_ROOT / name, root / name)
+    make_photo_folder(root / "data", uniform_layout(2, 4, 2))
+    server = DagsterDev(root, os.environ | {"DAGSTER_HOME": str(root)})
+    try:
+        client = server.start()
+        run_id = client.submit_job_execution(
+            "__ASSET_JOB",
+            run_config={
+                "ops": {
+                    "id_groups": {"config": {"min_image_size": 32}},
+                    "trained_checkpoint": {"config": TINY_TRAINING},
+                }
+            },
+            asset_selection=[["image_manifest"], ["id_groups"], ["splits"], ["trained_checkpoint"]],
+        )
+        latest = root / "checkpoints" / "latest_model.pt"
+        deadline = time.monotonic() + 180
+        while not latest.exists():
+            assert time.monotonic() < deadline, "training never wrote a checkpoint"
+            assert client.get_run_status(run_id).value not in ("FAILURE", "SUCCESS")
+            time.sleep(1)
+        client.terminate_run(run_id)
+        assert _wait_for(client, run_id) == "CANCELED"
+        saved = torch.load(latest, weights_only=True)
+        assert 1 <= saved["epoch"] < 500  # stopped early, with completed epochs kept
+        history = (root / "checkpoints" / "metrics.csv").read_text().strip().splitlines()
+        assert len(history) == saved["epoch"] + 1  # header + one row per completed epoch
+    finally:
+        server.stop()
