@@ -32,9 +32,21 @@ def _restore_signals() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
+def _project(tmp_path: Path) -> Path:
+    """A project folder as a user has it: dagster.yaml, workspace.yaml and photos in data/."""
+    root = tmp_path / "project"
+    root.mkdir()
+    for name in ("dagster.yaml", "workspace.yaml"):
+        shutil.copy(PROJECT_ROOT / name, root / name)
+    make_photo_folder(root / "data", uniform_layout(2, 4, 2))
+    return root
+
+
 class DagsterDev:
-    def __init__(self, root: Path, env: dict[str, str]):
-        self.root, self.env, self.port = root, env, _free_port()
+    def __init__(self, root: Path):
+        # As the README says: `export DAGSTER_HOME=$PWD` in the project folder.
+        self.root, self.port = root, _free_port()
+        self.env = os.environ | {"DAGSTER_HOME": str(root)}
         self.process: subprocess.Popen | None = None
 
     def start(self) -> DagsterGraphQLClient:
@@ -95,13 +107,8 @@ def _wait_for(client: DagsterGraphQLClient, run_id: str) -> str:
 
 @pytest.mark.slow
 def test_ui_server_runs_assets_and_keeps_history_across_restart(tmp_path: Path) -> None:
-    root = tmp_path / "project"
-    root.mkdir()
-    for name in ("dagster.yaml", "workspace.yaml"):
-        shutil.copy(PROJECT_ROOT / name, root / name)
-    make_photo_folder(root / "data", uniform_layout(2, 4, 2))
-    env = os.environ | {"DAGSTER_HOME": str(root)}  # README: export DAGSTER_HOME=$PWD
-    server = DagsterDev(root, env)
+    root = _project(tmp_path)
+    server = DagsterDev(root)
     try:
         client = server.start()
         run_id = client.submit_job_execution(
@@ -138,12 +145,8 @@ TINY_TRAINING = {
 def test_terminating_a_training_run_keeps_the_last_epoch(tmp_path: Path) -> None:
     import torch
 
-    root = tmp_path / "project"
-    root.mkdir()
-    for name in ("dagster.yaml", "workspace.yaml"):
-        shutil.copy(PROJECT_ROOT / name, root / name)
-    make_photo_folder(root / "data", uniform_layout(2, 4, 2))
-    server = DagsterDev(root, os.environ | {"DAGSTER_HOME": str(root)})
+    root = _project(tmp_path)
+    server = DagsterDev(root)
     try:
         client = server.start()
         run_id = client.submit_job_execution(
