@@ -145,3 +145,29 @@ def test_flag_parsing() -> None:
 def test_bad_setting_value_names_the_flag(tmp_path: Path, capsys) -> None:
     assert _split(tmp_path, tmp_path / "s", "--train_ratio", "lots") == 2
     assert "--train_ratio takes a number, not 'lots'" in capsys.readouterr().err
+
+
+def test_run_config_from_the_ui_is_validated_like_flags(tmp_path: Path) -> None:
+    import dagster as dg
+
+    from imgcls_pipeline.definitions import defs
+    from imgcls_pipeline.defs.resources import PipelinePaths
+
+    data = make_photo_folder(tmp_path / "data", uniform_layout(2, 3, 1))
+    paths = PipelinePaths.from_env(
+        data_dir=str(data), splits_dir=str(tmp_path / "s"), artifacts_dir=str(tmp_path / "a")
+    )
+    result = dg.materialize(
+        list(defs.assets),
+        selection=dg.AssetSelection.assets("image_manifest", "id_groups", "splits"),
+        resources={**defs.resources, "paths": paths},
+        run_config={"ops": {"id_groups": {"config": {"min_image_size": -5}}}},
+        raise_on_error=False,
+    )
+    assert not result.success
+    failure = result.get_step_failure_events()[0].step_failure_data.error
+    messages = []
+    while failure is not None:
+        messages.append(failure.message)
+        failure = failure.cause
+    assert any("min_image_size must be 0 or more" in m for m in messages)

@@ -31,7 +31,7 @@ from imgcls_pipeline.core.splitting import (
 )
 from imgcls_pipeline.defs.markdown import counts_markdown, frame_markdown
 from imgcls_pipeline.defs.resources import PipelinePaths
-from imgcls_pipeline.defs.run_config import IdGroupsConfig, SplitsConfig
+from imgcls_pipeline.defs.run_config import IdGroupsConfig, SplitsConfig, to_pipeline_config
 
 GROUP = "data"
 # The ratios and seed the split files were last written with.
@@ -106,6 +106,7 @@ def id_groups(
     paths: PipelinePaths,
     image_manifest: pd.DataFrame,
 ) -> IdGroups:
+    to_pipeline_config(config)  # one validation for every door: UI, CLI, sensor
     groups = select_id_groups(
         image_manifest,
         class_folders(paths.data),
@@ -153,9 +154,8 @@ def splits(
     paths: PipelinePaths,
     id_groups: IdGroups,
 ) -> SplitResult:
+    to_pipeline_config(config)  # ratios must be non-negative and sum to 1
     ratios = {"train": config.train_ratio, "val": config.val_ratio, "test": config.test_ratio}
-    if abs(sum(ratios.values()) - 1.0) > 1e-6:
-        raise UserError(f"train_ratio + val_ratio + test_ratio must be 1.0, got {ratios}.")
     previous = previous_assignment_on_disk(paths.splits)
     _warn_if_settings_changed(context, paths, ratios, config.seed, bool(previous))
     images = id_groups.images

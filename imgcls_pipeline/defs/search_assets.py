@@ -69,6 +69,7 @@ def embeddings(
     paths: PipelinePaths,
     gpu: GpuResource,
 ) -> dg.MaterializeResult:
+    to_pipeline_config(config)
     checkpoint = _best_checkpoint(paths)
     folder = paths.artifacts / "embeddings"
     info_file = folder / "info.json"
@@ -128,6 +129,7 @@ def embeddings(
 def faiss_index(
     context: dg.AssetExecutionContext, config: FaissIndexConfig, paths: PipelinePaths
 ) -> dg.MaterializeResult:
+    to_pipeline_config(config)
     gallery = read_split(paths.splits, "train")
     vectors = np.load(paths.artifacts / "embeddings" / "train.npy")
     if len(vectors) != len(gallery):
