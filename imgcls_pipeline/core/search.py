@@ -20,6 +20,7 @@ import pandas as pd
 
 from imgcls_pipeline.core.atomic import atomic_path, write_csv_atomic
 from imgcls_pipeline.core.errors import UserError
+from imgcls_pipeline.core.tables import read_table
 
 IndexType = Literal["flat", "ivf", "hnsw"]
 INDEX_FILE = "gallery.faiss"
@@ -184,16 +185,4 @@ def _read_index(path: Path) -> faiss.Index:
 
 
 def _read_gallery(path: Path) -> pd.DataFrame:
-    try:
-        # dtype=str keeps IDs such as "007" as written.
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-        raise UserError(
-            f"{path} is not a readable gallery table ({error}); rebuild the faiss_index asset."
-        ) from None
-    absent = [c for c in GALLERY_COLUMNS if c not in frame.columns]
-    if absent:
-        raise UserError(
-            f"{path} lacks the column(s) {', '.join(absent)}; rebuild the faiss_index asset."
-        )
-    return frame
+    return read_table(path, GALLERY_COLUMNS, remedy="rebuild the faiss_index asset")

@@ -18,6 +18,7 @@ from imgcls_pipeline.core.atomic import write_csv_atomic
 from imgcls_pipeline.core.errors import UserError
 from imgcls_pipeline.core.groups import EXCLUDED_COLUMNS, IMAGE_COLUMNS
 from imgcls_pipeline.core.splitting import SPLITS
+from imgcls_pipeline.core.tables import read_table
 
 SPLIT_DTYPES = {
     "image_path": str,
@@ -37,13 +38,8 @@ def read_ledger(splits_dir: str | os.PathLike[str]) -> pd.DataFrame:
     path = Path(splits_dir) / LEDGER_FILE
     if not path.is_file():
         return pd.DataFrame(columns=LEDGER_COLUMNS)
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    if list(frame.columns) != LEDGER_COLUMNS:
-        raise UserError(
-            f"'{path}' is not a split ledger (columns {', '.join(LEDGER_COLUMNS)}); restore it, "
-            f"or delete the whole splits folder to split everything afresh."
-        )
-    return frame
+    remedy = "restore it, or delete the whole splits folder to split everything afresh"
+    return read_table(path, LEDGER_COLUMNS, remedy=remedy)[LEDGER_COLUMNS]
 
 
 def previous_assignment_on_disk(splits_dir: str | os.PathLike[str]) -> dict[str, str]:
@@ -99,20 +95,8 @@ def read_split(splits_dir: str | os.PathLike[str], split: str) -> pd.DataFrame:
             f"Split file '{path}' is missing: run `imgcls split` (or materialize the `splits` "
             f"asset) first, or point --splits_dir / IMGCLS_SPLITS_DIR at the folder holding it."
         )
-    try:
-        frame = pd.read_csv(path, dtype=SPLIT_DTYPES, keep_default_na=False)
-    except (ValueError, pd.errors.ParserError) as error:
-        raise UserError(
-            f"Split file '{path}' cannot be read ({error}); delete the splits folder and run "
-            f"`imgcls split` again."
-        ) from None
-    missing = [c for c in IMAGE_COLUMNS if c not in frame.columns]
-    if missing:
-        raise UserError(
-            f"Split file '{path}' lacks the column(s) {', '.join(missing)}; it was not written "
-            f"by this pipeline — move it away and run `imgcls split` again."
-        )
-    return frame[IMAGE_COLUMNS]
+    remedy = "it was not written by this pipeline: move it away and run `imgcls split` again"
+    return read_table(path, IMAGE_COLUMNS, remedy=remedy, dtype=SPLIT_DTYPES)[IMAGE_COLUMNS]
 
 
 def read_existing_splits(splits_dir: str | os.PathLike[str]) -> dict[str, pd.DataFrame]:
