@@ -27,8 +27,6 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import torch
-
 from imgcls_pipeline.core.errors import UserError
 
 Precision = Literal["bf16", "fp16", "fp32"]
@@ -83,6 +81,8 @@ class HardwareSettings:
 
 def detect_device_props(index: int = 0) -> DeviceProps | None:
     """Properties of CUDA device ``index``, or None when PyTorch sees no CUDA device."""
+    import torch  # here, not at the top: the orchestrator imports this module too
+
     if not torch.cuda.is_available():
         return None
     props = torch.cuda.get_device_properties(index)

@@ -1,4 +1,8 @@
-"""Assets of the search half: embeddings → faiss_index → evaluation."""
+"""Assets of the search half: embeddings → faiss_index → evaluation.
+
+torch, timm and faiss are imported inside the assets, not here: loading the code location (UI,
+sensors, `imgcls split`) then costs about a second instead of five.
+"""
 
 import hashlib
 import json
@@ -9,20 +13,6 @@ import numpy as np
 
 from imgcls_pipeline.core.atomic import write_atomic, write_text_atomic
 from imgcls_pipeline.core.errors import UserError
-from imgcls_pipeline.core.evaluation import evaluate_split
-from imgcls_pipeline.core.inference import (
-    INDEX_INFO_FILE,
-    embed_frame,
-    file_sha256,
-    load_model,
-)
-from imgcls_pipeline.core.report import (
-    confusion_matrix_png,
-    metrics_markdown_table,
-    png_markdown,
-    worst_queries_png,
-)
-from imgcls_pipeline.core.search import build_index, load_index, save_index
 from imgcls_pipeline.core.split_files import read_split
 from imgcls_pipeline.core.splitting import SPLITS
 from imgcls_pipeline.defs.data_assets import splits
@@ -49,6 +39,8 @@ def _best_checkpoint(paths: PipelinePaths) -> Path:
 
 def _inputs_signature(checkpoint: Path, splits_dir: Path) -> dict[str, str]:
     """What the embeddings depend on: the checkpoint's and each split table's bytes."""
+    from imgcls_pipeline.core.inference import file_sha256
+
     signature = {"checkpoint_sha256": file_sha256(checkpoint)}
     for split in SPLITS:
         signature[split] = hashlib.sha256((splits_dir / f"{split}.csv").read_bytes()).hexdigest()
@@ -69,6 +61,8 @@ def embeddings(
     paths: PipelinePaths,
     gpu: GpuResource,
 ) -> dg.MaterializeResult:
+    from imgcls_pipeline.core.inference import embed_frame, load_model
+
     to_pipeline_config(config)
     checkpoint = _best_checkpoint(paths)
     folder = paths.artifacts / "embeddings"
@@ -129,6 +123,9 @@ def embeddings(
 def faiss_index(
     context: dg.AssetExecutionContext, config: FaissIndexConfig, paths: PipelinePaths
 ) -> dg.MaterializeResult:
+    from imgcls_pipeline.core.inference import INDEX_INFO_FILE
+    from imgcls_pipeline.core.search import build_index, save_index
+
     to_pipeline_config(config)
     gallery = read_split(paths.splits, "train")
     vectors = np.load(paths.artifacts / "embeddings" / "train.npy")
@@ -175,6 +172,15 @@ def faiss_index(
 def evaluation(
     context: dg.AssetExecutionContext, config: EvaluationConfig, paths: PipelinePaths
 ) -> dg.MaterializeResult:
+    from imgcls_pipeline.core.evaluation import evaluate_split
+    from imgcls_pipeline.core.report import (
+        confusion_matrix_png,
+        metrics_markdown_table,
+        png_markdown,
+        worst_queries_png,
+    )
+    from imgcls_pipeline.core.search import load_index
+
     to_pipeline_config(config)  # validates eval_splits, recall_k_values, top_k
     index, gallery = load_index(paths.artifacts / "index")
     metadata: dict = {}

@@ -12,7 +12,6 @@ import pandas as pd
 from dagster._core.errors import DagsterPipesExecutionError
 
 from imgcls_pipeline.core.errors import UserError
-from imgcls_pipeline.core.report import png_markdown, training_curve_png
 from imgcls_pipeline.defs.data_assets import splits
 from imgcls_pipeline.defs.gpu import GpuResource
 from imgcls_pipeline.defs.resources import PipelinePaths
@@ -102,6 +101,8 @@ def trained_checkpoint(
     metadata = dict(result.metadata or {})
     # The script reports the settings it trained with (hardware JSON, precision, device).
     metadata["gpu_count"] = gpu.gpu_count
+    from imgcls_pipeline.core.report import png_markdown, training_curve_png  # matplotlib: lazily
+
     metrics_file = paths.checkpoints / "metrics.csv"
     if metrics_file.is_file():
         history = pd.read_csv(metrics_file)

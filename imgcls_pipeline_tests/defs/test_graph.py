@@ -71,3 +71,16 @@ def test_training_uses_the_gpu_pool_and_resources() -> None:
     node = graph.get(dg.AssetKey("trained_checkpoint"))
     assert node.pools == {"gpu"}
     assert {"gpu", "pipes_subprocess_client", "paths"} <= set(defs.resources)
+
+
+def test_loading_the_code_location_does_not_import_torch_or_faiss() -> None:
+    # The UI, sensors and `imgcls split` load the definitions; torch/timm/faiss cost ~4 s.
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, imgcls_pipeline.definitions; "
+        "print(sorted(m for m in ('torch', 'timm', 'faiss', 'matplotlib') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
