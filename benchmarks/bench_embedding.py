@@ -16,7 +16,7 @@ from collections.abc import Callable
 import timm
 import torch
 
-from imgcls_pipeline.core.embedding import compute_embeddings, inference_settings
+from imgcls_pipeline.core.search.embedding import compute_embeddings, inference_settings
 
 
 def bare_loop(

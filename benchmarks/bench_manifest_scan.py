@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from imgcls_pipeline.core.manifest import scan_manifest
+from imgcls_pipeline.core.data.manifest import scan_manifest
 
 
 def build_tree(folder: Path, n_images: int, classes: int = 20) -> list[Path]:

@@ -16,7 +16,7 @@ import time
 import faiss
 import numpy as np
 
-from imgcls_pipeline.core.search import build_index, search
+from imgcls_pipeline.core.search.index import build_index, search
 
 
 def clustered(rng: np.random.Generator, centres: np.ndarray, n: int, noise: float) -> np.ndarray:

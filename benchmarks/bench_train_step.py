@@ -24,12 +24,12 @@ import timm
 import torch
 import torch.nn.functional as F
 
-from imgcls_pipeline.config import ModelConfig, TrainingConfig
-from imgcls_pipeline.core.arcface import ArcFace
 from imgcls_pipeline.core.hardware import detect_device_props, resolve_hardware
-from imgcls_pipeline.core.model import build_embedding_model
-from imgcls_pipeline.core.optim import make_optimizer
-from imgcls_pipeline.core.train_step import ArcFaceNet, amp_settings, train_epoch
+from imgcls_pipeline.core.settings import ModelConfig, TrainingConfig
+from imgcls_pipeline.core.training.arcface import ArcFace
+from imgcls_pipeline.core.training.model import build_embedding_model
+from imgcls_pipeline.core.training.optim import make_optimizer
+from imgcls_pipeline.core.training.train_step import ArcFaceNet, amp_settings, train_epoch
 
 NUM_CLASSES = 4
 

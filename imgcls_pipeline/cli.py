@@ -23,8 +23,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from imgcls_pipeline.config import PipelineConfig, apply_overrides, field_index
 from imgcls_pipeline.core.errors import UserError
+from imgcls_pipeline.core.settings import PipelineConfig, apply_overrides, field_index
 
 _ALL_FOLDERS = {
     "data_dir": "data_dir",
@@ -166,8 +166,8 @@ def _run_failure(result) -> BaseException:
 def _print_split_summary(paths) -> None:
     import pandas as pd
 
-    from imgcls_pipeline.core.split_files import read_split
-    from imgcls_pipeline.core.splitting import SPLITS, count_table
+    from imgcls_pipeline.core.data.split_files import read_split
+    from imgcls_pipeline.core.data.splitting import SPLITS, count_table
 
     tables = {split: read_split(paths.splits, split) for split in SPLITS}
     excluded = pd.read_csv(paths.splits / "excluded.csv", dtype=str, keep_default_na=False)
@@ -197,7 +197,7 @@ def _print_training_summary(paths) -> None:
 def _print_evaluation(paths, splits: list[str]) -> None:
     import json
 
-    from imgcls_pipeline.core.report import metrics_markdown_table
+    from imgcls_pipeline.core.search.report import metrics_markdown_table
 
     for split in splits:
         report_file = paths.artifacts / "evaluation" / f"{split}.json"

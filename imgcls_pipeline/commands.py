@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from imgcls_pipeline.config import PipelineConfig, apply_overrides
 from imgcls_pipeline.core.errors import UserError
+from imgcls_pipeline.core.settings import PipelineConfig, apply_overrides
 
 EVALUATE_FLAGS = ("checkpoint", "split", "data_dir", "splits_dir", "output")
 PREDICT_FLAGS = ("checkpoint", "index_dir", "artifacts_dir", "output")
@@ -37,11 +37,11 @@ def _paths(folders: dict[str, str]):
 
 
 def evaluate(tokens: Sequence[str]) -> int:
-    from imgcls_pipeline.core.evaluation import evaluate_split
-    from imgcls_pipeline.core.inference import embed_frame, load_model
-    from imgcls_pipeline.core.report import metrics_markdown_table
-    from imgcls_pipeline.core.search import build_index
-    from imgcls_pipeline.core.split_files import read_split
+    from imgcls_pipeline.core.data.split_files import read_split
+    from imgcls_pipeline.core.search.evaluation import evaluate_split
+    from imgcls_pipeline.core.search.index import build_index
+    from imgcls_pipeline.core.search.inference import embed_frame, load_model
+    from imgcls_pipeline.core.search.report import metrics_markdown_table
 
     folders, config, positional = _flags(tokens, "evaluate", EVALUATE_FLAGS)
     if positional:
@@ -80,8 +80,8 @@ def evaluate(tokens: Sequence[str]) -> int:
 
 
 def predict(tokens: Sequence[str]) -> int:
-    from imgcls_pipeline.core.inference import classify, expand_inputs, load_model
-    from imgcls_pipeline.core.search import load_index
+    from imgcls_pipeline.core.search.index import load_index
+    from imgcls_pipeline.core.search.inference import classify, expand_inputs, load_model
 
     folders, config, positional = _flags(tokens, "predict", PREDICT_FLAGS)
     if not positional:
@@ -119,7 +119,7 @@ def predict(tokens: Sequence[str]) -> int:
 
 def _check_index_matches(index_dir: Path, checkpoint: str) -> None:
     """The index must hold embeddings of the same model, or every distance is meaningless."""
-    from imgcls_pipeline.core.inference import file_sha256, read_index_info
+    from imgcls_pipeline.core.search.inference import file_sha256, read_index_info
 
     info = read_index_info(index_dir)
     if not Path(checkpoint).is_file() or "checkpoint_sha256" not in info:

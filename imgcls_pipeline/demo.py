@@ -12,9 +12,9 @@ import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from imgcls_pipeline.config import PipelineConfig, apply_overrides
+from imgcls_pipeline.core.data.example_data import make_example_dataset
 from imgcls_pipeline.core.errors import UserError
-from imgcls_pipeline.core.example_data import make_example_dataset
+from imgcls_pipeline.core.settings import PipelineConfig, apply_overrides
 
 # Small enough for two CPU cores: a tiny EfficientNet from scratch on 64 px photos of 4 classes.
 # The few-classes advice of the specification applies (s=48 → 30 for a fresh model, m=0.3).

@@ -29,15 +29,15 @@ from typing import Any
 from dagster_pipes import PipesContext, PipesEnvVarParamsLoader, open_dagster_pipes
 from tqdm import tqdm
 
-from imgcls_pipeline.config import PipelineConfig
-from imgcls_pipeline.core import distributed
 from imgcls_pipeline.core.errors import UserError
 from imgcls_pipeline.core.hardware import (
     HardwareSettings,
     detect_device_props,
     resolve_hardware,
 )
-from imgcls_pipeline.core.training import TrainResult, train
+from imgcls_pipeline.core.settings import PipelineConfig
+from imgcls_pipeline.core.training import distributed
+from imgcls_pipeline.core.training.loop import TrainResult, train
 
 
 def main(argv: list[str] | None = None) -> int:

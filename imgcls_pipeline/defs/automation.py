@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from imgcls_pipeline.core.manifest import folder_fingerprint
+from imgcls_pipeline.core.data.manifest import folder_fingerprint
 from imgcls_pipeline.defs.data_assets import FINGERPRINT_KEY
 from imgcls_pipeline.defs.resources import PipelinePaths
 from imgcls_pipeline.defs.run_config import ASSET_SETTINGS

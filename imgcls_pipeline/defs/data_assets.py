@@ -8,27 +8,27 @@ import dagster as dg
 import pandas as pd
 
 from imgcls_pipeline.core.atomic import write_parquet_atomic, write_text_atomic
-from imgcls_pipeline.core.errors import UserError
-from imgcls_pipeline.core.groups import IdGroups, select_id_groups
-from imgcls_pipeline.core.manifest import (
+from imgcls_pipeline.core.data.groups import IdGroups, select_id_groups
+from imgcls_pipeline.core.data.manifest import (
     LAYOUT_HELP,
     class_folders,
     folder_fingerprint,
     manifest_fingerprint,
     scan_manifest,
 )
-from imgcls_pipeline.core.split_files import (
+from imgcls_pipeline.core.data.split_files import (
     previous_assignment_on_disk,
     write_ledger,
     write_split_files,
 )
-from imgcls_pipeline.core.splitting import (
+from imgcls_pipeline.core.data.splitting import (
     MIN_IDS_FOR_ALL_SPLITS,
     SPLITS,
     assign_splits,
     count_table,
     split_tables,
 )
+from imgcls_pipeline.core.errors import UserError
 from imgcls_pipeline.defs.markdown import counts_markdown, frame_markdown
 from imgcls_pipeline.defs.resources import PipelinePaths
 from imgcls_pipeline.defs.run_config import IdGroupsConfig, SplitsConfig, to_pipeline_config

@@ -3,9 +3,9 @@
 import dagster as dg
 import pandas as pd
 
-from imgcls_pipeline.core.groups import IdGroups
-from imgcls_pipeline.core.split_files import read_split
-from imgcls_pipeline.core.splitting import SPLITS, share_deviations
+from imgcls_pipeline.core.data.groups import IdGroups
+from imgcls_pipeline.core.data.split_files import read_split
+from imgcls_pipeline.core.data.splitting import SPLITS, share_deviations
 from imgcls_pipeline.defs.data_assets import SplitResult, splits
 from imgcls_pipeline.defs.markdown import frame_markdown
 from imgcls_pipeline.defs.resources import PipelinePaths

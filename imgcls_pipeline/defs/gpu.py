@@ -5,13 +5,13 @@ import os
 import dagster as dg
 from pydantic import PrivateAttr
 
-from imgcls_pipeline.config import TrainingConfig
 from imgcls_pipeline.core.hardware import (
     DeviceProps,
     HardwareSettings,
     probe_devices_in_subprocess,
     resolve_hardware,
 )
+from imgcls_pipeline.core.settings import TrainingConfig
 
 
 class GpuResource(dg.ConfigurableResource):

@@ -1,4 +1,4 @@
-"""Dagster run config for each asset, generated from the dataclasses in ``imgcls_pipeline.config``.
+"""Dagster run config for each asset, generated from the dataclasses in ``imgcls_pipeline.core.settings``.
 
 The settings are defined once (``config.py``); each asset declares which of them it uses, and the
 ``imgcls`` command turns a ``PipelineConfig`` into the run config of the assets it materializes.
@@ -12,7 +12,7 @@ from typing import Any
 import dagster as dg
 import pydantic
 
-from imgcls_pipeline.config import PipelineConfig, field_index, field_type, validate
+from imgcls_pipeline.core.settings import PipelineConfig, field_index, field_type, validate
 
 _TRAINING_SECTIONS = ("model", "training", "augmentation")
 _TRAINING_EXTRA = ("image_size", "seed", "recall_k_values")

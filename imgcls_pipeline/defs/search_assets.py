@@ -12,9 +12,9 @@ import dagster as dg
 import numpy as np
 
 from imgcls_pipeline.core.atomic import write_atomic, write_text_atomic
+from imgcls_pipeline.core.data.split_files import read_split
+from imgcls_pipeline.core.data.splitting import SPLITS
 from imgcls_pipeline.core.errors import UserError
-from imgcls_pipeline.core.split_files import read_split
-from imgcls_pipeline.core.splitting import SPLITS
 from imgcls_pipeline.defs.data_assets import splits
 from imgcls_pipeline.defs.gpu import GpuResource
 from imgcls_pipeline.defs.resources import PipelinePaths
@@ -39,7 +39,7 @@ def _best_checkpoint(paths: PipelinePaths) -> Path:
 
 def _inputs_signature(checkpoint: Path, splits_dir: Path) -> dict[str, str]:
     """What the embeddings depend on: the checkpoint's and each split table's bytes."""
-    from imgcls_pipeline.core.inference import file_sha256
+    from imgcls_pipeline.core.search.inference import file_sha256
 
     signature = {"checkpoint_sha256": file_sha256(checkpoint)}
     for split in SPLITS:
@@ -61,7 +61,7 @@ def embeddings(
     paths: PipelinePaths,
     gpu: GpuResource,
 ) -> dg.MaterializeResult:
-    from imgcls_pipeline.core.inference import embed_frame, load_model
+    from imgcls_pipeline.core.search.inference import embed_frame, load_model
 
     to_pipeline_config(config)
     checkpoint = _best_checkpoint(paths)
@@ -123,8 +123,8 @@ def embeddings(
 def faiss_index(
     context: dg.AssetExecutionContext, config: FaissIndexConfig, paths: PipelinePaths
 ) -> dg.MaterializeResult:
-    from imgcls_pipeline.core.inference import INDEX_INFO_FILE
-    from imgcls_pipeline.core.search import build_index, save_index
+    from imgcls_pipeline.core.search.index import build_index, save_index
+    from imgcls_pipeline.core.search.inference import INDEX_INFO_FILE
 
     to_pipeline_config(config)
     gallery = read_split(paths.splits, "train")
@@ -172,14 +172,14 @@ def faiss_index(
 def evaluation(
     context: dg.AssetExecutionContext, config: EvaluationConfig, paths: PipelinePaths
 ) -> dg.MaterializeResult:
-    from imgcls_pipeline.core.evaluation import evaluate_split
-    from imgcls_pipeline.core.report import (
+    from imgcls_pipeline.core.search.evaluation import evaluate_split
+    from imgcls_pipeline.core.search.index import load_index
+    from imgcls_pipeline.core.search.report import (
         confusion_matrix_png,
         metrics_markdown_table,
         png_markdown,
         worst_queries_png,
     )
-    from imgcls_pipeline.core.search import load_index
 
     to_pipeline_config(config)  # validates eval_splits, recall_k_values, top_k
     index, gallery = load_index(paths.artifacts / "index")

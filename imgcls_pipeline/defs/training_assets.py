@@ -101,7 +101,10 @@ def trained_checkpoint(
     metadata = dict(result.metadata or {})
     # The script reports the settings it trained with (hardware JSON, precision, device).
     metadata["gpu_count"] = gpu.gpu_count
-    from imgcls_pipeline.core.report import png_markdown, training_curve_png  # matplotlib: lazily
+    from imgcls_pipeline.core.search.report import (  # matplotlib: lazily
+        png_markdown,
+        training_curve_png,
+    )
 
     metrics_file = paths.checkpoints / "metrics.csv"
     if metrics_file.is_file():

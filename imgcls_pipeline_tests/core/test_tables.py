@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
+from imgcls_pipeline.core.data.split_files import read_ledger
 from imgcls_pipeline.core.errors import UserError
-from imgcls_pipeline.core.split_files import read_ledger
 from imgcls_pipeline.core.tables import read_table
 
 

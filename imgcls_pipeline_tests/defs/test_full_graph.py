@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from imgcls_pipeline.cli import main
-from imgcls_pipeline.core.example_data import make_example_dataset
+from imgcls_pipeline.core.data.example_data import make_example_dataset
 from imgcls_pipeline_tests.dagster_cli import folder_flags, materialize
 
 TINY_TRAINING = {

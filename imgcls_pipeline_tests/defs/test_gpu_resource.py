@@ -2,8 +2,8 @@ import sys
 
 import dagster as dg
 
-from imgcls_pipeline.config import TrainingConfig
 from imgcls_pipeline.core.hardware import DeviceProps
+from imgcls_pipeline.core.settings import TrainingConfig
 from imgcls_pipeline.defs.gpu import GpuResource
 from imgcls_pipeline.defs.training_assets import training_command
 

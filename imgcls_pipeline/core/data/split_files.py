@@ -1,0 +1,109 @@
+"""The split files users read and keep: ``train.csv``, ``val.csv``, ``test.csv``, ``excluded.csv``,
+and ``assignments.csv``, the ledger of every object_id ever given a split.
+
+The ledger is what keeps splits stable: an ID that drops out for a while (its class left out of
+``class_names``, a photo below ``min_image_size``, a label conflict) is absent from the split
+tables, but when it comes back it returns to the split it had, never to another one.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import pandas as pd
+
+from imgcls_pipeline.core.atomic import write_csv_atomic
+from imgcls_pipeline.core.data.groups import EXCLUDED_COLUMNS, IMAGE_COLUMNS
+from imgcls_pipeline.core.data.splitting import SPLITS
+from imgcls_pipeline.core.errors import UserError
+from imgcls_pipeline.core.tables import read_table
+
+SPLIT_DTYPES = {
+    "image_path": str,
+    "class_name": str,
+    "object_id": str,
+    "sequence": "int64",
+    "width": "int64",
+    "height": "int64",
+}
+
+
+LEDGER_FILE = "assignments.csv"
+LEDGER_COLUMNS = ["object_id", "class_name", "split"]
+
+
+def read_ledger(splits_dir: str | os.PathLike[str]) -> pd.DataFrame:
+    path = Path(splits_dir) / LEDGER_FILE
+    if not path.is_file():
+        return pd.DataFrame(columns=LEDGER_COLUMNS)
+    remedy = "restore it, or delete the whole splits folder to split everything afresh"
+    return read_table(path, LEDGER_COLUMNS, remedy=remedy)[LEDGER_COLUMNS]
+
+
+def previous_assignment_on_disk(splits_dir: str | os.PathLike[str]) -> dict[str, str]:
+    """object_id → split for every ID ever assigned: the split tables first (what users see and
+    may have edited), then the ledger for IDs that are out of the tables at the moment."""
+    ledger = read_ledger(splits_dir)
+    assignment = dict(zip(ledger["object_id"], ledger["split"], strict=True))
+    for split, table in read_existing_splits(splits_dir).items():
+        assignment.update(dict.fromkeys(table["object_id"].astype(str), split))
+    return assignment
+
+
+def write_ledger(
+    splits_dir: str | os.PathLike[str],
+    assignment: Mapping[str, str],
+    id_classes: Mapping[str, str],
+) -> None:
+    """Add this run's assignment to the ledger; IDs absent this time keep their rows."""
+    ledger = read_ledger(splits_dir)
+    known_classes = dict(zip(ledger["object_id"], ledger["class_name"], strict=True))
+    rows = {**dict(zip(ledger["object_id"], ledger["split"], strict=True)), **assignment}
+    frame = pd.DataFrame(
+        {
+            "object_id": list(rows),
+            "class_name": [id_classes.get(i, known_classes.get(i, "")) for i in rows],
+            "split": list(rows.values()),
+        }
+    ).sort_values(["class_name", "object_id"])
+    write_csv_atomic(Path(splits_dir) / LEDGER_FILE, frame)
+
+
+def write_split_files(
+    splits_dir: str | os.PathLike[str],
+    tables: Mapping[str, pd.DataFrame],
+    excluded: pd.DataFrame,
+) -> dict[str, Path]:
+    """Write each file atomically; returns the paths written."""
+    folder = Path(splits_dir)
+    paths = {}
+    for split in SPLITS:
+        paths[split] = folder / f"{split}.csv"
+        write_csv_atomic(paths[split], tables[split][IMAGE_COLUMNS])
+    paths["excluded"] = folder / "excluded.csv"
+    write_csv_atomic(paths["excluded"], excluded[EXCLUDED_COLUMNS])
+    return paths
+
+
+def read_split(splits_dir: str | os.PathLike[str], split: str) -> pd.DataFrame:
+    """One split table; a missing or malformed file is a clear error naming it."""
+    path = Path(splits_dir) / f"{split}.csv"
+    if not path.is_file():
+        raise UserError(
+            f"Split file '{path}' is missing: run `imgcls split` (or materialize the `splits` "
+            f"asset) first, or point --splits_dir / IMGCLS_SPLITS_DIR at the folder holding it."
+        )
+    remedy = "it was not written by this pipeline: move it away and run `imgcls split` again"
+    return read_table(path, IMAGE_COLUMNS, remedy=remedy, dtype=SPLIT_DTYPES)[IMAGE_COLUMNS]
+
+
+def read_existing_splits(splits_dir: str | os.PathLike[str]) -> dict[str, pd.DataFrame]:
+    """The split tables already on disk (empty dict when there are none yet)."""
+    folder = Path(splits_dir)
+    if not any((folder / f"{split}.csv").is_file() for split in SPLITS):
+        return {}
+    return {
+        split: read_split(folder, split) for split in SPLITS if (folder / f"{split}.csv").is_file()
+    }

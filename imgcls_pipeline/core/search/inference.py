@@ -1,0 +1,193 @@
+"""Using a trained model: embed split tables, and classify new photos by their nearest neighbours."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+import pandas as pd
+import torch
+
+from imgcls_pipeline.core.data.dataset import ImageDataset, make_loader
+from imgcls_pipeline.core.data.naming import is_image_extension
+from imgcls_pipeline.core.data.transforms import eval_transform, load_rgb
+from imgcls_pipeline.core.errors import UserError
+from imgcls_pipeline.core.search.embedding import compute_embeddings, inference_settings
+from imgcls_pipeline.core.search.index import search
+from imgcls_pipeline.core.search.metrics import predict_labels
+from imgcls_pipeline.core.training.model import EmbeddingModel, load_embedding_model
+
+INDEX_INFO_FILE = "info.json"
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_index_info(index_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """What the index was built from (written beside it by the faiss_index asset), or {}."""
+    path = Path(index_dir) / INDEX_INFO_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def pick_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@dataclass
+class LoadedModel:
+    model: EmbeddingModel
+    image_size: int
+    device: torch.device
+    checkpoint: dict[str, Any]
+    amp_dtype: torch.dtype | None = None
+    channels_last: bool = False
+
+
+def load_model(
+    checkpoint_path: str | os.PathLike[str], device: torch.device | None = None
+) -> LoadedModel:
+    """The embedding model of a checkpoint, ready for inference at the size it was trained at."""
+    device = device or pick_device()
+    model, checkpoint = load_embedding_model(checkpoint_path, device)
+    amp_dtype, channels_last = inference_settings(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    image_size = int(checkpoint["config"]["data"]["image_size"])
+    return LoadedModel(model, image_size, device, checkpoint, amp_dtype, channels_last)
+
+
+def embed_frame(
+    loaded: LoadedModel,
+    frame: pd.DataFrame,
+    data_dir: str | os.PathLike[str],
+    *,
+    batch_size: int = 64,
+    num_workers: int = 0,
+    progress: bool = False,
+) -> np.ndarray:
+    """(len(frame), D) float32 unit rows; row i embeds ``data_dir / frame.image_path[i]``."""
+    transform = eval_transform(
+        loaded.image_size, loaded.model.mean, loaded.model.std, loaded.model.interpolation
+    )
+    dataset = ImageDataset(frame, data_dir, [], transform, loaded.image_size)
+    loader = make_loader(
+        dataset,
+        num_workers=num_workers,
+        pin_memory=loaded.device.type == "cuda",
+        batch_size=batch_size,
+    )
+    embeddings = compute_embeddings(
+        loaded.model,
+        loader,
+        loaded.device,
+        amp_dtype=loaded.amp_dtype,
+        channels_last=loaded.channels_last,
+        progress=progress,
+    )
+    return embeddings.reshape(len(frame), -1) if len(frame) else embeddings
+
+
+@dataclass
+class Prediction:
+    image_path: str
+    predicted_class: str | None = None
+    confidence: float = 0.0
+    neighbours: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+
+
+def expand_inputs(inputs: list[str]) -> list[Path]:
+    """Files as given, folders expanded to the images inside them (recursively, sorted)."""
+    found: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found.extend(
+                p
+                for p in sorted(path.rglob("*"))
+                if p.is_file() and is_image_extension(p.name) and not p.name.startswith(".")
+            )
+        else:
+            found.append(path)
+    return found
+
+
+def classify(
+    loaded: LoadedModel,
+    index: faiss.Index,
+    gallery: pd.DataFrame,
+    paths: list[Path],
+    *,
+    top_k: int = 20,
+    batch_size: int = 32,
+) -> list[Prediction]:
+    """Predict each photo's class by a similarity-weighted vote of its ``top_k`` neighbours.
+
+    A photo that cannot be read gets an ``error`` and no prediction; the others still get theirs.
+    """
+    predictions = [Prediction(str(path)) for path in paths]
+    # Decode and embed one batch at a time: a folder of 10,000 photos at 480 px would not fit
+    # in memory as tensors all at once.
+    for start in range(0, len(paths), batch_size):
+        chunk = list(range(start, min(start + batch_size, len(paths))))
+        _classify_batch(loaded, index, gallery, paths, predictions, chunk, top_k)
+    return predictions
+
+
+def _classify_batch(
+    loaded: LoadedModel,
+    index: faiss.Index,
+    gallery: pd.DataFrame,
+    paths: list[Path],
+    predictions: list[Prediction],
+    positions: list[int],
+    top_k: int,
+) -> None:
+    transform = eval_transform(
+        loaded.image_size, loaded.model.mean, loaded.model.std, loaded.model.interpolation
+    )
+    readable: list[tuple[int, torch.Tensor]] = []
+    for position in positions:
+        path = paths[position]
+        try:
+            if not path.is_file():
+                raise UserError(f"{path} does not exist or is not a file.")
+            readable.append((position, transform(load_rgb(path, loaded.image_size))))
+        except UserError as error:
+            predictions[position].error = str(error)
+    if not readable:
+        return
+    batch = torch.stack([tensor for _, tensor in readable])
+    embeddings = compute_embeddings(
+        loaded.model,
+        [batch],
+        loaded.device,
+        amp_dtype=loaded.amp_dtype,
+        channels_last=loaded.channels_last,
+    )
+    distances, indices = search(index, embeddings, top_k)
+    labels, confidence = predict_labels(gallery["class_name"].tolist(), indices, distances, top_k)
+    for row, (position, _) in enumerate(readable):
+        prediction = predictions[position]
+        prediction.predicted_class = labels[row]
+        prediction.confidence = float(confidence[row])
+        prediction.neighbours = [
+            {
+                "image_path": gallery["image_path"].iat[g],
+                "class_name": gallery["class_name"].iat[g],
+                "distance": float(d),
+            }
+            for g, d in zip(indices[row], distances[row], strict=True)
+            if g >= 0
+        ]

@@ -1,0 +1,279 @@
+"""What a user sees of an evaluation: PNG figures and markdown tables.
+
+Figures are drawn on matplotlib ``Figure`` objects (Agg canvas, no pyplot global state, safe in
+threads) or with Pillow, and returned as PNG bytes. Dagster 1.13 has no image metadata type, so
+``png_markdown`` embeds a PNG in markdown as a base64 data URI.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from PIL import Image, ImageDraw, ImageFont, ImageOps
+
+from imgcls_pipeline.core.search.metrics import predict_labels
+
+# Beyond these sizes per-cell numbers and class tick labels become unreadable clutter.
+ANNOTATE_MAX_CLASSES = 20
+TICK_LABEL_MAX_CLASSES = 60
+PER_CLASS_TABLE_ROWS = 50
+_PAD = 6
+_CAPTION_LINES = 2
+_LINE_HEIGHT = 13
+_GREY = (128, 128, 128)
+_RED = (214, 39, 40)
+_GREEN = (44, 160, 44)
+
+
+def _png(fig: Figure) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def png_markdown(png_bytes: bytes, alt: str) -> str:
+    """Markdown image with the PNG inlined as a data URI."""
+    label = alt.replace("[", "(").replace("]", ")")
+    return f"![{label}](data:image/png;base64,{base64.b64encode(png_bytes).decode('ascii')})"
+
+
+def confusion_matrix_png(
+    matrix: Sequence[Sequence[int]] | np.ndarray, classes: Sequence[str]
+) -> bytes:
+    """Rows = true class, columns = predicted; colour is the share of the row, so small classes
+    stand out as much as large ones. Counts are written in the cells only for a few classes."""
+    counts = np.asarray(matrix, dtype=np.int64)
+    n = len(classes)
+    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    side = min(4 + 0.3 * n, 20)
+    fig = Figure(figsize=(side + 1.5, side), dpi=100, layout="constrained")
+    ax = fig.add_subplot()
+    image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1, interpolation="nearest")
+    fig.colorbar(image, ax=ax, shrink=0.8, label="share of the true class")
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    if n <= TICK_LABEL_MAX_CLASSES:
+        size = 9 if n <= ANNOTATE_MAX_CLASSES else 6
+        ax.set_xticks(range(n), labels=classes, rotation=90, fontsize=size)
+        ax.set_yticks(range(n), labels=classes, fontsize=size)
+    else:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if n <= ANNOTATE_MAX_CLASSES:
+        for (row, col), count in np.ndenumerate(counts):
+            if count:
+                colour = "white" if shares[row, col] > 0.5 else "black"
+                ax.text(col, row, str(count), ha="center", va="center", color=colour, fontsize=8)
+    return _png(fig)
+
+
+def training_curve_png(metrics_frame: pd.DataFrame) -> bytes:
+    """Train loss and validation Recall@K per epoch, from the training ``metrics.csv``;
+    a dashed line marks where the phase (warm-up → fine-tune) changes."""
+    fig = Figure(figsize=(10, 4), dpi=100, layout="constrained")
+    loss_ax, recall_ax = fig.subplots(1, 2, sharex=True)
+    if metrics_frame.empty:
+        loss_ax.text(0.5, 0.5, "no epochs yet", ha="center", va="center")
+        return _png(fig)
+    epochs = pd.to_numeric(metrics_frame["epoch"], errors="coerce")
+    loss_ax.plot(epochs, pd.to_numeric(metrics_frame["train_loss"], errors="coerce"), marker=".")
+    loss_ax.set_title("train loss")
+    for column in [c for c in metrics_frame.columns if c.startswith("val_recall@")]:
+        values = pd.to_numeric(metrics_frame[column], errors="coerce")
+        recall_ax.plot(epochs, values, marker=".", label=column.removeprefix("val_"))
+    recall_ax.set_title("validation")
+    recall_ax.set_ylim(0, 1.02)
+    if "phase" in metrics_frame:
+        phase = metrics_frame["phase"]
+        changed = phase.ne(phase.shift())
+        changed.iloc[0] = False
+        for epoch, name in zip(epochs[changed], phase[changed], strict=True):
+            for ax in (loss_ax, recall_ax):
+                ax.axvline(epoch - 0.5, color="grey", linestyle="--", linewidth=1, label=name)
+    if recall_ax.has_data():
+        recall_ax.legend(loc="lower right")
+    for ax in (loss_ax, recall_ax):
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+def worst_query_rows(
+    query_frame: pd.DataFrame,
+    gallery_frame: pd.DataFrame,
+    indices: np.ndarray,
+    distances: np.ndarray,
+    *,
+    top_k: int,
+    count: int = 8,
+    shown: int = 5,
+) -> list[dict[str, Any]]:
+    """The ``count`` worst queries for ``worst_queries_png``: wrong votes first, then lowest
+    vote confidence; each with its ``shown`` nearest gallery images.
+
+    Frames have ``image_path`` and ``class_name``; ``indices``/``distances`` are the search
+    results of the queries (ranked, -1 padded) against the gallery rows.
+    """
+    predicted, confidence = predict_labels(
+        gallery_frame["class_name"].tolist(), indices, distances, top_k
+    )
+    truth = query_frame["class_name"].tolist()
+    wrong = np.array([p != t for p, t in zip(predicted, truth, strict=True)])
+    order = np.lexsort((np.arange(len(truth)), confidence, ~wrong))[:count]
+    rows = []
+    for q in order:
+        neighbours = [
+            {
+                "image_path": gallery_frame["image_path"].iat[g],
+                "class_name": gallery_frame["class_name"].iat[g],
+                "distance": float(d),
+            }
+            for g, d in zip(indices[q, :shown], distances[q, :shown], strict=True)
+            if g >= 0
+        ]
+        rows.append(
+            {
+                "image_path": query_frame["image_path"].iat[q],
+                "class_name": truth[q],
+                "predicted": predicted[q],
+                "confidence": float(confidence[q]),
+                "neighbours": neighbours,
+            }
+        )
+    return rows
+
+
+def worst_queries_png(
+    rows: Sequence[Mapping[str, Any]], data_dir: str | os.PathLike[str], thumb: int = 96
+) -> bytes:
+    """One line per row of ``worst_query_rows``: the query image, then its nearest gallery
+    images captioned with class and (squared L2) distance d; red frames mark wrong classes."""
+    font = ImageFont.load_default()
+    columns = 1 + max((len(row["neighbours"]) for row in rows), default=0)
+    cell_w, cell_h = thumb + _PAD, thumb + _CAPTION_LINES * _LINE_HEIGHT + _PAD
+    canvas = Image.new("RGB", (columns * cell_w + _PAD, max(len(rows), 1) * cell_h + _PAD), "white")
+    draw = ImageDraw.Draw(canvas)
+    if not rows:
+        draw.text((_PAD, _PAD), "no queries", fill="black", font=font)
+    for line, row in enumerate(rows):
+        y = _PAD + line * cell_h
+        query_ok = row["predicted"] == row["class_name"]
+        captions = [f"true {row['class_name']}", f"pred {row['predicted']} {row['confidence']:.2f}"]
+        _draw_cell(
+            canvas,
+            draw,
+            font,
+            (_PAD, y),
+            thumb,
+            Path(data_dir) / row["image_path"],
+            captions,
+            _GREEN if query_ok else _RED,
+        )
+        for column, neighbour in enumerate(row["neighbours"], start=1):
+            same = neighbour["class_name"] == row["class_name"]
+            captions = [str(neighbour["class_name"]), f"d={neighbour['distance']:.3f}"]
+            _draw_cell(
+                canvas,
+                draw,
+                font,
+                (_PAD + column * cell_w, y),
+                thumb,
+                Path(data_dir) / neighbour["image_path"],
+                captions,
+                _GREEN if same else _RED,
+            )
+    buffer = io.BytesIO()
+    canvas.save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
+
+
+def _draw_cell(
+    canvas: Image.Image,
+    draw: ImageDraw.ImageDraw,
+    font: ImageFont.ImageFont | ImageFont.FreeTypeFont,
+    origin: tuple[int, int],
+    thumb: int,
+    path: Path,
+    captions: list[str],
+    frame_colour: tuple[int, int, int],
+) -> None:
+    x, y = origin
+    image = open_thumbnail(path, thumb)
+    canvas.paste(image, (x + (thumb - image.width) // 2, y + (thumb - image.height) // 2))
+    draw.rectangle((x - 2, y - 2, x + thumb + 1, y + thumb + 1), outline=frame_colour, width=2)
+    for line, text in enumerate(captions):
+        fitted = _fit(draw, font, text, thumb)
+        draw.text((x, y + thumb + 2 + line * _LINE_HEIGHT), fitted, fill="black", font=font)
+
+
+def _fit(
+    draw: ImageDraw.ImageDraw,
+    font: ImageFont.ImageFont | ImageFont.FreeTypeFont,
+    text: str,
+    width: int,
+) -> str:
+    """``text``, cut with '..' to fit ``width`` pixels."""
+    if draw.textlength(text, font=font) <= width:
+        return text
+    while text and draw.textlength(text + "..", font=font) > width:
+        text = text[:-1]
+    return text + ".."
+
+
+def open_thumbnail(path: str | os.PathLike[str], size: int) -> Image.Image:
+    """An RGB thumbnail no larger than ``size``², upright per EXIF; a grey square if the file
+    cannot be read (a report must not fail on one bad photo)."""
+    try:
+        with Image.open(path) as image:
+            # JPEG only: decode at 1/2–1/8 scale, much faster for big photos.
+            image.draft("RGB", (size, size))
+            upright = ImageOps.exif_transpose(image)
+            rgb = _to_rgb(upright)
+    except Exception:  # Pillow raises many exception types for broken files
+        return Image.new("RGB", (size, size), _GREY)
+    rgb.thumbnail((size, size))
+    return rgb
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """Any mode to RGB; transparent pixels become white rather than black."""
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def metrics_markdown_table(metrics: Mapping[str, Any]) -> str:
+    """The scalar metrics as one table, then per-class results, worst classes first."""
+    lines = ["| metric | value |", "|---|---|"]
+    for key, value in metrics.items():
+        if isinstance(value, bool) or not isinstance(value, int | float | None):
+            continue
+        lines.append(f"| {key} | {_format(value)} |")
+    per_class = metrics.get("per_class") or {}
+    if per_class:
+        lines += ["", "| class | queries | accuracy | recall@1 |", "|---|---|---|---|"]
+        worst = sorted(per_class.items(), key=lambda item: (item[1]["accuracy"], item[0]))
+        for name, result in worst[:PER_CLASS_TABLE_ROWS]:
+            lines.append(
+                f"| {name.replace('|', '/')} | {result['count']} | "
+                f"{_format(result['accuracy'])} | {_format(result['recall@1'])} |"
+            )
+        if len(worst) > PER_CLASS_TABLE_ROWS:
+            lines.append(f"\n{len(worst) - PER_CLASS_TABLE_ROWS} more classes not shown.")
+    return "\n".join(lines)
+
+
+def _format(value: float | int | None) -> str:
+    if value is None:
+        return "n/a"
+    return str(value) if isinstance(value, int) else f"{value:.4f}"

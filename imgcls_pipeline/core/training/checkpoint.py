@@ -1,0 +1,135 @@
+"""Checkpoint files: atomic writes, safe reads, resume compatibility, and ``metrics.csv``.
+
+A checkpoint is a plain dict that ``torch.load(weights_only=True)`` can read: tensors, dicts,
+lists, str, int, float, bool, None. Keys:
+
+- ``format``: ``"imgcls_pipeline.checkpoint/1"``
+- ``epoch``: epochs completed (1-based number of the last finished epoch); ``phase``, ``margin``
+- ``model``, ``arcface``: fp32 state dicts; ``optimizer``, ``scheduler``, ``scaler``: state dicts
+  (latest_model.pt only; best_model.pt is for inference and leaves them out)
+- ``best_val_recall@1``, ``best_epoch``, ``epochs_without_improvement``, ``stopped_early``
+- ``rng``: random states (python, numpy, torch, cuda) at the end of the epoch, see ``core.rng``
+- ``config`` (``PipelineConfig.to_dict()``), ``classes``, ``splits_fingerprint``
+- ``backbone``, ``embedding_dim``, ``mean``, ``std``, ``image_size``: what inference needs
+- ``hardware``: the ``HardwareSettings`` dict of the run; ``history``: one dict per epoch
+  (the rows of ``metrics.csv``)
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from imgcls_pipeline.core.atomic import write_atomic, write_text_atomic
+from imgcls_pipeline.core.errors import UserError
+from imgcls_pipeline.core.settings import PipelineConfig
+
+FORMAT = "imgcls_pipeline.checkpoint/1"
+LATEST = "latest_model.pt"
+BEST = "best_model.pt"
+METRICS = "metrics.csv"
+RESUME_STATE_KEYS = ("optimizer", "scheduler", "scaler")
+
+
+def splits_fingerprint(splits_dir: str | Path) -> str:
+    """sha256 over the bytes of train.csv then val.csv: a resumed run must see the same splits."""
+    digest = hashlib.sha256()
+    for name in ("train.csv", "val.csv"):
+        path = Path(splits_dir) / name
+        if not path.is_file():
+            raise UserError(f"{path} is missing; create the splits first (the splits step).")
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def save_checkpoint(path: Path, checkpoint: dict[str, Any]) -> None:
+    """Atomic: a reader (or a resume after SIGKILL) sees the previous file or the complete new one."""
+    write_atomic(path, lambda handle: torch.save(checkpoint, handle))
+
+
+def remove_stale_temp_files(checkpoint_dir: Path) -> None:
+    """Delete the temporary files of writes that a killed process never finished."""
+    for name in (LATEST, BEST, METRICS):
+        for leftover in checkpoint_dir.glob(f".{name}.*.tmp"):
+            leftover.unlink(missing_ok=True)
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load one of our checkpoints on the CPU; anything else is a UserError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"Checkpoint {path} does not exist; train first or pass an existing file.")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "unusual pickle protocol" on junk
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    # The weights-only unpickler runs no code, but on arbitrary bytes it can fail with almost any
+    # exception (IndexError, KeyError, UnpicklingError, ...): all mean "not a checkpoint".
+    except Exception as err:
+        raise UserError(
+            f"{path} is not a readable checkpoint (corrupt or another format: {_first_line(err)}); "
+            f"pass a {BEST} or {LATEST} written by imgcls training."
+        ) from None
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
+        raise UserError(
+            f"{path} is not an imgcls checkpoint (no format marker {FORMAT!r}); "
+            f"pass a {BEST} or {LATEST} written by imgcls training."
+        )
+    return checkpoint
+
+
+def check_resume_compatible(
+    checkpoint: dict[str, Any],
+    *,
+    config: PipelineConfig,
+    classes: list[str],
+    fingerprint: str,
+    path: Path,
+) -> None:
+    """Refuse to resume when what defines the model or its data changed since the checkpoint."""
+    saved_config = checkpoint["config"]
+    comparisons = [
+        ("backbone", checkpoint["backbone"], config.model.backbone),
+        ("embedding_dim", checkpoint["embedding_dim"], config.model.embedding_dim),
+        (
+            "scheduler_type",
+            saved_config["training"]["scheduler_type"],
+            config.training.scheduler_type,
+        ),
+        ("class list", checkpoint["classes"], classes),
+        ("splits (train.csv/val.csv)", checkpoint["splits_fingerprint"], fingerprint),
+    ]
+    for label, saved, wanted in comparisons:
+        if saved != wanted:
+            shown = (
+                "changed"
+                if isinstance(saved, list) or label.startswith("splits")
+                else (f"{saved!r} -> {wanted!r}")
+            )
+            raise UserError(
+                f"Cannot resume from {path}: the {label} differs from that run ({shown}); "
+                f"use --fresh to start over, or another checkpoint folder."
+            )
+
+
+def write_metrics_csv(path: Path, history: list[dict[str, Any]]) -> None:
+    """Rewrite ``metrics.csv`` from the epoch rows kept in the checkpoint (so never a duplicate)."""
+    if not history:
+        path.unlink(missing_ok=True)
+        return
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(history[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(history)
+    write_text_atomic(path, text.getvalue())
+
+
+def _first_line(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__

@@ -1,0 +1,139 @@
+"""The embedding model: a timm backbone by name, a linear head, L2-normalised output."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import timm
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from imgcls_pipeline.core.errors import UserError
+from imgcls_pipeline.core.settings import ModelConfig
+from imgcls_pipeline.core.training.checkpoint import read_checkpoint
+
+
+class EmbeddingModel(nn.Module):
+    """images (N, 3, H, W) normalised with ``mean``/``std`` -> (N, embedding_dim) unit vectors."""
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        embedding_dim: int,
+        backbone_name: str,
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+        interpolation: str = "bilinear",
+    ):
+        super().__init__()
+        self.backbone = backbone
+        self.head = nn.Linear(_feature_dim(backbone), embedding_dim)
+        self.backbone_name = backbone_name
+        self.embedding_dim = embedding_dim
+        self.mean = tuple(float(v) for v in mean)
+        self.std = tuple(float(v) for v in std)
+        # How the weights' authors resized images (bicubic for EfficientNetV2): resizing the
+        # same way keeps inputs close to what the pretrained backbone saw.
+        self.interpolation = interpolation
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        # Normalise in fp32: under autocast the head's output is bf16/fp16, and cosine similarities
+        # (ArcFace, kNN search) of low-precision unit vectors lose the ranking of close neighbours.
+        return F.normalize(self.head(self.backbone(images)).float(), dim=1)
+
+
+def build_embedding_model(model_cfg: ModelConfig) -> EmbeddingModel:
+    """Backbone ``model_cfg.backbone`` (weights per ``pretrained``/``pretrained_path``) + head."""
+    backbone = _create_backbone(model_cfg)
+    data_cfg = timm.data.resolve_model_data_config(backbone)
+    return EmbeddingModel(
+        backbone,
+        model_cfg.embedding_dim,
+        model_cfg.backbone,
+        data_cfg["mean"],
+        data_cfg["std"],
+        data_cfg.get("interpolation", "bilinear"),
+    )
+
+
+def load_embedding_model(
+    checkpoint_path: str | Path, device: str | torch.device
+) -> tuple[EmbeddingModel, dict[str, Any]]:
+    """Rebuild the model from the config stored in a checkpoint (no download) and load its weights.
+
+    Returns the model in eval mode on ``device`` and the checkpoint dict.
+    """
+    checkpoint = read_checkpoint(checkpoint_path)
+    model_cfg = ModelConfig(**checkpoint["config"]["model"])
+    model_cfg = dataclasses.replace(model_cfg, pretrained=False, pretrained_path=None)
+    model = build_embedding_model(model_cfg)
+    try:
+        model.load_state_dict(checkpoint["model"])
+    except (KeyError, RuntimeError) as err:
+        raise UserError(
+            f"{checkpoint_path} holds weights that do not fit {model_cfg.backbone} "
+            f"(corrupt or edited file: {_describe(err)}); retrain or use another file."
+        ) from None
+    return model.to(device).eval(), checkpoint
+
+
+def _create_backbone(cfg: ModelConfig) -> nn.Module:
+    """timm model with its classifier removed (``num_classes=0``: forward returns pooled features)."""
+    if not timm.is_model(cfg.backbone):
+        raise UserError(
+            f"Unknown backbone '{cfg.backbone}' (--backbone); use a timm model name such as "
+            f"tf_efficientnetv2_l.in21k_ft_in1k (see timm.list_models())."
+        )
+    if cfg.pretrained_path:
+        return _create_from_file(cfg.backbone, Path(cfg.pretrained_path))
+    if not cfg.pretrained:
+        return timm.create_model(cfg.backbone, pretrained=False, num_classes=0)
+    try:
+        return timm.create_model(cfg.backbone, pretrained=True, num_classes=0)
+    except Exception as err:  # hub, network and cache failures surface as many exception types
+        raise UserError(
+            f"Cannot get pretrained weights for {cfg.backbone} ({_describe(err)}); "
+            f"on a machine without internet pass --pretrained_path FILE (.safetensors or .pth), "
+            f"or put the weights in the Hugging Face cache (HF_HOME), or use --pretrained=false."
+        ) from None
+
+
+def _create_from_file(name: str, path: Path) -> nn.Module:
+    """The backbone with weights from a state dict in timm's layout (what timm and its hub save)."""
+    if not path.is_file():
+        raise UserError(f"--pretrained_path {path} does not exist; pass an existing weights file.")
+    model = timm.create_model(name, pretrained=False, num_classes=0)
+    try:
+        # timm's reader: weights_only=True, .safetensors aware, unwraps "state_dict"/"model" keys
+        # and DDP "module." prefixes.
+        state_dict = timm.models.load_state_dict(str(path), weights_only=True)
+        result = model.load_state_dict(state_dict, strict=False)
+    except Exception as err:  # torch, pickle and safetensors each raise their own types
+        raise UserError(
+            f"Cannot load --pretrained_path {path} into {name} ({_describe(err)}); "
+            f"pass a .safetensors or PyTorch state-dict file of that architecture."
+        ) from None
+    classifier = model.pretrained_cfg.get("classifier") or "classifier"
+    classifiers = (classifier,) if isinstance(classifier, str) else tuple(classifier)
+    unexpected = [k for k in result.unexpected_keys if not k.startswith(classifiers)]
+    if result.missing_keys or unexpected:
+        example = (result.missing_keys or unexpected)[0]
+        raise UserError(
+            f"--pretrained_path {path} does not fit {name}: {len(result.missing_keys)} weights "
+            f"missing and {len(unexpected)} unexpected (e.g. {example!r}); pass a state dict "
+            f"of that architecture in timm's layout."
+        )
+    return model
+
+
+def _feature_dim(backbone: nn.Module) -> int:
+    # Models with a pre-logits layer return head_hidden_size features when num_classes=0.
+    return int(getattr(backbone, "head_hidden_size", None) or backbone.num_features)
+
+
+def _describe(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__

@@ -1,0 +1,154 @@
+from __future__ import annotations
+
+import base64
+import io
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from imgcls_pipeline.core.search import report
+from imgcls_pipeline_tests.imaging import write_photo
+
+
+def decode(png: bytes) -> Image.Image:
+    image = Image.open(io.BytesIO(png))
+    assert image.format == "PNG"
+    image.load()
+    return image
+
+
+def test_confusion_matrix_png_for_few_and_many_classes():
+    small = decode(report.confusion_matrix_png([[3, 1], [0, 4]], ["cat", "dog"]))
+    many_classes = [f"class_{i}" for i in range(150)]
+    large = decode(report.confusion_matrix_png(np.eye(150, dtype=int) * 5, many_classes))
+    assert 300 < small.width < 1000
+    assert small.width < large.width <= 2200 and large.height <= 2100
+
+
+def test_training_curve_png_from_metrics_csv_columns():
+    frame = pd.DataFrame(
+        {
+            "epoch": [1, 2, 3, 4],
+            "phase": ["warmup", "warmup", "finetune", "finetune"],
+            "margin": [0.0, 0.0, 0.5, 0.5],
+            "lr": [1e-4] * 4,
+            "train_loss": [5.0, 4.0, 6.0, 3.0],
+            "val_recall@1": [0.2, 0.4, 0.5, None],
+            "val_recall@5": [0.5, 0.6, 0.7, 0.8],
+            "seconds": [10.0] * 4,
+        }
+    )
+    image = decode(report.training_curve_png(frame))
+    assert image.size == (1000, 400)
+    empty = pd.DataFrame(columns=["epoch", "phase", "train_loss", "val_recall@1"])
+    assert decode(report.training_curve_png(empty)).size == (1000, 400)
+
+
+def worst_rows(data_dir) -> list[dict]:
+    write_photo(data_dir / "cat" / "c1_1.jpg", size=(300, 200), colour=(200, 40, 40))
+    write_photo(data_dir / "dog" / "d1_1.png", colour=(40, 40, 200))
+    neighbours = [
+        {"image_path": "dog/d1_1.png", "class_name": "dog", "distance": 0.4},
+        {
+            "image_path": "cat/missing_1.jpg",
+            "class_name": "a very long class name indeed",
+            "distance": 0.61,
+        },
+    ]
+    return [
+        {
+            "image_path": "cat/c1_1.jpg",
+            "class_name": "cat",
+            "predicted": "dog",
+            "confidence": 0.7,
+            "neighbours": neighbours,
+        },
+        {
+            "image_path": "cat/gone_1.jpg",
+            "class_name": "cat",
+            "predicted": "cat",
+            "confidence": 0.9,
+            "neighbours": neighbours[:1],
+        },
+    ]
+
+
+def test_worst_queries_png_draws_one_line_per_query_and_survives_missing_files(tmp_path):
+    image = decode(report.worst_queries_png(worst_rows(tmp_path), tmp_path, thumb=64))
+    cell_w, cell_h = 64 + 6, 64 + 2 * 13 + 6
+    assert image.size == (3 * cell_w + 6, 2 * cell_h + 6)
+    pixels = np.asarray(image.convert("RGB"))
+    # The first query is reddish; the missing one is a grey placeholder.
+    first = pixels[6 + 16 : 6 + 48, 6 + 16 : 6 + 48].mean(axis=(0, 1))
+    assert first[0] > first[2] + 60
+    placeholder = pixels[6 + cell_h + 16 : 6 + cell_h + 48, 6 + 16 : 6 + 48]
+    assert (placeholder == 128).all()
+
+
+def test_worst_queries_png_without_rows(tmp_path):
+    assert decode(report.worst_queries_png([], tmp_path)).width > 50
+
+
+def test_worst_query_rows_put_wrong_votes_first_then_low_confidence():
+    gallery = pd.DataFrame({"image_path": ["g0", "g1", "g2"], "class_name": ["a", "b", "b"]})
+    queries = pd.DataFrame({"image_path": ["q0", "q1", "q2"], "class_name": ["a", "a", "b"]})
+    indices = np.array([[0, 1, 2], [1, 2, 0], [1, 0, 2]])
+    distances = np.array([[0.1, 1.2, 1.4], [0.1, 0.2, 1.9], [0.1, 0.5, 1.0]], dtype=np.float32)
+    rows = report.worst_query_rows(queries, gallery, indices, distances, top_k=3, shown=2)
+    assert [row["image_path"] for row in rows] == ["q1", "q0", "q2"]
+    assert rows[0]["predicted"] == "b"
+    assert [n["image_path"] for n in rows[0]["neighbours"]] == ["g1", "g2"]
+    assert rows[0]["neighbours"][0]["distance"] == np.float32(0.1)
+
+
+def test_open_thumbnail_applies_exif_orientation(tmp_path):
+    path = tmp_path / "rotated.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise when shown
+    Image.new("RGB", (200, 100), "red").save(path, exif=exif)
+    assert report.open_thumbnail(path, 50).size == (25, 50)
+
+
+def test_open_thumbnail_turns_any_mode_into_rgb(tmp_path):
+    Image.new("RGBA", (40, 40), (0, 0, 0, 0)).save(tmp_path / "clear.png")
+    Image.new("I;16", (40, 40), 30000).save(tmp_path / "deep.png")
+    Image.new("P", (40, 40), 3).save(tmp_path / "palette.gif")
+    for name in ["clear.png", "deep.png", "palette.gif"]:
+        assert report.open_thumbnail(tmp_path / name, 32).mode == "RGB"
+    assert report.open_thumbnail(tmp_path / "clear.png", 32).getpixel((0, 0)) == (255, 255, 255)
+
+
+def test_open_thumbnail_shrinks_big_jpegs_and_replaces_broken_files(tmp_path):
+    write_photo(tmp_path / "big.jpg", size=(3000, 2000))
+    assert report.open_thumbnail(tmp_path / "big.jpg", 96).size == (96, 64)
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
+    assert report.open_thumbnail(tmp_path / "broken.jpg", 96).getpixel((5, 5)) == (128, 128, 128)
+
+
+def test_png_markdown_embeds_the_bytes():
+    png = report.confusion_matrix_png([[1]], ["only"])
+    text = report.png_markdown(png, "confusion [val]")
+    prefix = "![confusion (val)](data:image/png;base64,"
+    assert text.startswith(prefix) and text.endswith(")")
+    assert base64.b64decode(text[len(prefix) : -1]) == png
+
+
+def test_metrics_markdown_table_lists_scalars_and_worst_classes_first():
+    metrics = {
+        "recall@1": 0.91234,
+        "map@r": None,
+        "num_queries": 3,
+        "per_class": {
+            "cat": {"accuracy": 1.0, "recall@1": 1.0, "count": 1},
+            "do|g": {"accuracy": 0.5, "recall@1": 0.5, "count": 2},
+        },
+        "confusion_matrix": [[1, 0], [1, 1]],
+        "classes": ["cat", "do|g"],
+    }
+    table = report.metrics_markdown_table(metrics)
+    assert "| recall@1 | 0.9123 |" in table
+    assert "| map@r | n/a |" in table
+    assert "| num_queries | 3 |" in table
+    assert "confusion_matrix" not in table
+    assert table.index("| do/g | 2 | 0.5000 | 0.5000 |") < table.index("| cat |")

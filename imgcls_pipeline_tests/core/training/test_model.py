@@ -1,0 +1,101 @@
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+import timm
+import torch
+from safetensors.torch import save_file
+
+from imgcls_pipeline.core.errors import UserError
+from imgcls_pipeline.core.settings import ModelConfig
+from imgcls_pipeline.core.training.checkpoint import FORMAT
+from imgcls_pipeline.core.training.model import build_embedding_model, load_embedding_model
+from imgcls_pipeline_tests.core.training.tiny_training import TINY_BACKBONE, tiny_config
+
+
+def tiny_model_config(**changes) -> ModelConfig:
+    return ModelConfig(backbone=TINY_BACKBONE, pretrained=False, embedding_dim=32, **changes)
+
+
+def test_unit_embeddings_and_the_backbones_normalisation():
+    model = build_embedding_model(tiny_model_config()).eval()
+    out = model(torch.randn(3, 3, 64, 64))
+    assert out.shape == (3, 32) and out.dtype == torch.float32
+    torch.testing.assert_close(out.norm(dim=1), torch.ones(3))
+    cfg = timm.create_model(TINY_BACKBONE, pretrained=False).pretrained_cfg
+    assert model.mean == tuple(cfg["mean"]) and model.std == tuple(cfg["std"])
+    assert isinstance(model.backbone, torch.nn.Module)
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pth"])
+def test_pretrained_path_loads_local_weights(tmp_path, suffix):
+    source = timm.create_model(TINY_BACKBONE, pretrained=False)  # with its 1000-class classifier
+    path = tmp_path / f"weights{suffix}"
+    if suffix == ".safetensors":
+        save_file(source.state_dict(), path)
+    else:
+        torch.save(source.state_dict(), path)
+    model = build_embedding_model(tiny_model_config(pretrained_path=str(path)))
+    loaded = model.backbone.state_dict()
+    for name, tensor in loaded.items():
+        torch.testing.assert_close(tensor, source.state_dict()[name])
+
+
+def test_pretrained_path_errors_name_the_file(tmp_path):
+    with pytest.raises(UserError, match="does not exist"):
+        build_embedding_model(tiny_model_config(pretrained_path=str(tmp_path / "missing.pth")))
+    other = timm.create_model("test_vit", pretrained=False)
+    torch.save(other.state_dict(), tmp_path / "vit.pth")
+    with pytest.raises(UserError, match=r"vit\.pth"):
+        build_embedding_model(tiny_model_config(pretrained_path=str(tmp_path / "vit.pth")))
+
+
+def test_unknown_backbone():
+    with pytest.raises(UserError, match="Unknown backbone 'efficientnet_v9'"):
+        build_embedding_model(ModelConfig(backbone="efficientnet_v9", pretrained=False))
+
+
+@pytest.mark.slow
+def test_missing_weights_without_internet_say_how_to_provide_them(tmp_path):
+    code = (
+        "from imgcls_pipeline.core.settings import ModelConfig\n"
+        "from imgcls_pipeline.core.training.model import build_embedding_model\n"
+        "build_embedding_model(ModelConfig(backbone='tf_efficientnetv2_b0.in1k'))\n"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode != 0
+    assert "UserError" in done.stderr
+    for hint in ("--pretrained_path FILE", "Hugging Face cache", "--pretrained=false"):
+        assert hint in done.stderr
+
+
+def save_fake_checkpoint(path, model, config) -> None:
+    torch.save({"format": FORMAT, "config": config.to_dict(), "model": model.state_dict()}, path)
+
+
+def test_load_embedding_model_rebuilds_from_the_checkpoint(tmp_path):
+    config = tiny_config()
+    config.model.pretrained = True  # must not be used: rebuilding never downloads
+    model = build_embedding_model(tiny_model_config()).eval()
+    save_fake_checkpoint(tmp_path / "best_model.pt", model, config)
+    loaded, checkpoint = load_embedding_model(tmp_path / "best_model.pt", "cpu")
+    images = torch.randn(2, 3, 64, 64)
+    torch.testing.assert_close(loaded(images), model(images))
+    assert not loaded.training and checkpoint["format"] == FORMAT
+
+
+def test_load_embedding_model_refuses_foreign_and_corrupt_files(tmp_path):
+    (tmp_path / "random.pt").write_bytes(os.urandom(256))
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "foreign.pt")
+    model = build_embedding_model(tiny_model_config())
+    save_fake_checkpoint(tmp_path / "good.pt", model, tiny_config())
+    data = (tmp_path / "good.pt").read_bytes()
+    (tmp_path / "truncated.pt").write_bytes(data[: len(data) // 2])
+    for name in ("random.pt", "foreign.pt", "truncated.pt", "absent.pt"):
+        with pytest.raises(UserError, match=re.escape(name)):
+            load_embedding_model(tmp_path / name, "cpu")

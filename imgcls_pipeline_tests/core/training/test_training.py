@@ -1,0 +1,301 @@
+import copy
+import dataclasses
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from imgcls_pipeline.core.errors import UserError
+from imgcls_pipeline.core.hardware import DeviceProps, resolve_hardware
+from imgcls_pipeline.core.training import checkpoint as ckpt
+from imgcls_pipeline.core.training.arcface import ArcFace
+from imgcls_pipeline.core.training.loop import _configure_backends, _select_device, train
+from imgcls_pipeline.core.training.model import build_embedding_model
+from imgcls_pipeline.core.training.phases import apply_phase
+from imgcls_pipeline.core.training.rng import seed_everything
+from imgcls_pipeline.core.training.train_step import ArcFaceNet, amp_settings, train_epoch
+from imgcls_pipeline.core.training.validation import recall_at_k
+from imgcls_pipeline_tests.core.training.tiny_training import (
+    cpu_hardware,
+    make_tiny_splits,
+    tiny_config,
+)
+
+CPU = torch.device("cpu")
+UNTIMED = ("seconds", "images_per_second")
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return make_tiny_splits(tmp_path_factory.mktemp("tiny"))
+
+
+def run(tiny, checkpoint_dir, config, **kwargs):
+    data_dir, splits_dir = tiny
+    return train(
+        config,
+        data_dir=data_dir,
+        splits_dir=splits_dir,
+        checkpoint_dir=checkpoint_dir,
+        hardware=kwargs.pop("hardware", cpu_hardware()),
+        log=lambda _: None,
+        **kwargs,
+    )
+
+
+def untimed(rows):
+    return [{k: v for k, v in row.items() if k not in UNTIMED} for row in rows]
+
+
+def test_precision_selection():
+    assert amp_settings("bf16") == (torch.bfloat16, False)
+    assert amp_settings("fp16") == (torch.float16, True)  # fp16 needs the GradScaler
+    assert amp_settings("fp32") == (None, False)
+
+
+def test_gpu_backend_switches_follow_the_settings():
+    saved = (
+        torch.backends.cuda.matmul.allow_tf32,
+        torch.backends.cudnn.allow_tf32,
+        torch.backends.cudnn.benchmark,
+    )
+    try:
+        _configure_backends(resolve_hardware(DeviceProps("NVIDIA A100-SXM4-80GB", 79.2, 8, 0), 32))
+        assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+        assert torch.backends.cudnn.benchmark
+        _configure_backends(resolve_hardware(DeviceProps("Tesla T4", 14.6, 7, 5), 32))
+        assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.benchmark
+    finally:
+        (
+            torch.backends.cuda.matmul.allow_tf32,
+            torch.backends.cudnn.allow_tf32,
+            torch.backends.cudnn.benchmark,
+        ) = saved
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU answer")
+def test_cuda_settings_without_a_gpu_are_refused():
+    settings = resolve_hardware(DeviceProps("Tesla T4", 14.6, 7, 5), 4)
+    with pytest.raises(UserError, match="no GPU"):
+        _select_device(settings, info=None)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_steps_keep_fp32_weights(precision):
+    # The GPU paths' autocast and GradScaler logic, run through CPU autocast.
+    config = tiny_config()
+    net = ArcFaceNet(build_embedding_model(config.model), ArcFace(32, 3)).train()
+    amp_dtype, use_scaler = amp_settings(precision)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=1e-3)
+    scaler = torch.amp.GradScaler("cpu", enabled=use_scaler)
+    batch = (torch.randn(6, 3, 64, 64), torch.tensor([0, 0, 1, 1, 2, 2]))
+    stats = train_epoch(
+        net, [batch] * 3, optimizer, scaler, device=CPU, accum_steps=1, amp_dtype=amp_dtype
+    )
+    assert np.isfinite(stats.loss)
+    assert all(p.dtype == torch.float32 for p in net.parameters())
+    assert net(*batch).dtype == torch.float32
+
+
+def test_bad_split_tables_are_user_errors(tiny, tmp_path):
+    data_dir, splits_dir = tiny
+    broken = tmp_path / "splits"
+    broken.mkdir()
+    (broken / "train.csv").write_text((splits_dir / "train.csv").read_text())
+    (broken / "val.csv").write_text("image_path,class_name\n")
+    with pytest.raises(UserError, match=r"lacks the column\(s\) object_id"):
+        run((data_dir, broken), tmp_path / "a", tiny_config())
+    (broken / "val.csv").write_text((splits_dir / "val.csv").read_text().splitlines()[0] + "\n")
+    with pytest.raises(UserError, match="must both have rows"):
+        run((data_dir, broken), tmp_path / "b", tiny_config())
+
+
+def test_warmup_phase_freezes_the_backbone_and_its_batchnorm():
+    config = tiny_config()
+    model = build_embedding_model(config.model)
+    arcface = ArcFace(32, 3, m=0.0)
+    model.train()
+    apply_phase(model, arcface, "warmup", config.model)
+    assert not any(p.requires_grad for p in model.backbone.parameters())
+    assert not model.backbone.training
+    assert all(p.requires_grad for p in model.head.parameters())
+    assert arcface.margin == config.model.arcface_m_warmup
+    model.train()
+    apply_phase(model, arcface, "finetune", config.model)
+    assert all(p.requires_grad for p in model.parameters()) and model.backbone.training
+    assert arcface.margin == config.model.arcface_m_finetune
+
+
+def test_gradient_accumulation_equals_one_big_batch():
+    config = tiny_config()
+    seed_everything(0)
+    net = ArcFaceNet(build_embedding_model(config.model), ArcFace(32, 3, s=16.0, m=0.5))
+    images, labels = torch.randn(8, 3, 64, 64), torch.tensor([0, 0, 1, 1, 2, 2, 0, 1])
+
+    def step(batches, accum_steps):
+        clone = copy.deepcopy(net).train()
+        # Backbone BatchNorm in eval mode: each image's gradient is independent of its batch.
+        apply_phase(clone.model, clone.arcface, "warmup", config.model)
+        # Plain SGD: the update is proportional to the gradient (Adam's first step is not).
+        optimizer = torch.optim.SGD(clone.parameters(), lr=0.5)
+        scaler = torch.amp.GradScaler("cpu", enabled=False)
+        train_epoch(
+            clone, batches, optimizer, scaler, device=CPU, accum_steps=accum_steps, amp_dtype=None
+        )
+        return clone.state_dict()
+
+    one_batch = step([(images, labels)], accum_steps=1)
+    accumulated = step([(images[:4], labels[:4]), (images[4:], labels[4:])], accum_steps=2)
+    two_steps = step([(images[:4], labels[:4]), (images[4:], labels[4:])], accum_steps=1)
+    for name, value in one_batch.items():
+        torch.testing.assert_close(accumulated[name], value, atol=1e-6, rtol=1e-5)
+    assert not torch.allclose(two_steps["arcface.weight"], one_batch["arcface.weight"])
+
+
+def test_warmup_then_finetune(tiny, tmp_path):
+    config = tiny_config(warmup_epochs=1, total_epochs=1)
+    rows = []
+    run(tiny, tmp_path, config, on_epoch_end=rows.append)
+    seed_everything(config.seed)
+    initial = build_embedding_model(config.model).state_dict()
+    after_warmup = ckpt.read_checkpoint(tmp_path / ckpt.LATEST)["model"]
+    for name, value in after_warmup.items():
+        if name.startswith("backbone."):  # weights and BatchNorm running statistics
+            torch.testing.assert_close(value, initial[name], atol=0, rtol=0)
+    assert not torch.equal(after_warmup["head.weight"], initial["head.weight"])
+
+    config.training.total_epochs = 2
+    result = run(tiny, tmp_path, config, on_epoch_end=rows.append)
+    after_finetune = ckpt.read_checkpoint(tmp_path / ckpt.LATEST)
+    assert not torch.equal(
+        after_finetune["model"]["backbone.conv_stem.weight"],
+        initial["backbone.conv_stem.weight"],
+    )
+    assert [(r["epoch"], r["phase"], r["margin"]) for r in rows] == [
+        (1, "warmup", config.model.arcface_m_warmup),
+        (2, "finetune", config.model.arcface_m_finetune),
+    ]
+    assert after_finetune["phase"] == "finetune" and result.last_epoch == 2
+
+
+def test_resume_equals_an_uninterrupted_run(tiny, tmp_path):
+    straight = run(tiny, tmp_path / "straight", tiny_config(total_epochs=4))
+    run(tiny, tmp_path / "resumed", tiny_config(total_epochs=2))
+    metrics = tmp_path / "resumed" / ckpt.METRICS
+    # a row written for an epoch the checkpoint does not hold (killed in between)
+    metrics.write_text(metrics.read_text() + "3,finetune,0.5,0.001,9,0,0,0,0\n")
+    resumed = run(tiny, tmp_path / "resumed", tiny_config(total_epochs=4))
+
+    a = ckpt.read_checkpoint(tmp_path / "straight" / ckpt.LATEST)
+    b = ckpt.read_checkpoint(tmp_path / "resumed" / ckpt.LATEST)
+    for part in ("model", "arcface"):
+        for name, value in a[part].items():
+            torch.testing.assert_close(b[part][name], value)
+    torch.testing.assert_close(b["optimizer"]["state"], a["optimizer"]["state"])
+    assert untimed(b["history"]) == untimed(a["history"])
+    assert resumed.final_metrics["train_loss"] == pytest.approx(
+        straight.final_metrics["train_loss"]
+    )
+    epochs = [line.split(",")[0] for line in metrics.read_text().splitlines()[1:]]
+    assert epochs == ["1", "2", "3", "4"]
+
+
+def test_checkpoint_contents(tiny, tmp_path):
+    hardware = dataclasses.replace(cpu_hardware(), reason="test")
+    result = run(tiny, tmp_path, tiny_config(total_epochs=1), hardware=hardware)
+    latest = ckpt.read_checkpoint(result.latest_checkpoint)  # torch.load(weights_only=True)
+    best = ckpt.read_checkpoint(result.best_checkpoint)
+    expected = {
+        "format", "epoch", "phase", "margin", "model", "arcface", "optimizer", "scheduler",
+        "scaler", "best_val_recall@1", "best_epoch", "epochs_without_improvement",
+        "stopped_early", "rng", "config", "classes", "splits_fingerprint", "backbone",
+        "embedding_dim", "mean", "std", "image_size", "hardware", "history",
+    }  # fmt: skip
+    assert set(latest) == expected
+    assert set(best) == expected - set(ckpt.RESUME_STATE_KEYS)
+    assert latest["classes"] == ["class_0", "class_1", "class_2"]
+    assert latest["splits_fingerprint"] == ckpt.splits_fingerprint(tiny[1])
+    assert all(t.dtype == torch.float32 for t in latest["model"].values() if t.is_floating_point())
+    assert latest["config"] == tiny_config(total_epochs=1).to_dict()
+    assert set(latest["rng"]) == {"python", "numpy", "torch", "cuda"}
+    assert latest["hardware"] == result.hardware == hardware.to_dict()
+
+
+def test_resume_against_another_run_is_refused(tiny, tmp_path):
+    run(tiny, tmp_path, tiny_config(total_epochs=1))
+    other = tiny_config(total_epochs=2)
+    other.model.backbone = "test_resnet"
+    with pytest.raises(UserError, match=r"backbone.*--fresh"):
+        run(tiny, tmp_path, other)
+    other.training.fresh = True
+    assert run(tiny, tmp_path, other).last_epoch == 2
+
+
+def test_stop_request_keeps_the_last_completed_epoch(tiny, tmp_path):
+    # Per epoch: 2 training steps then 1 validation batch, each polled once.
+    polls = iter(range(100))
+    result = run(tiny, tmp_path, tiny_config(total_epochs=5), should_stop=lambda: next(polls) >= 4)
+    assert result.interrupted and result.last_epoch == 1
+    assert ckpt.read_checkpoint(tmp_path / ckpt.LATEST)["epoch"] == 1
+    resumed = run(tiny, tmp_path, tiny_config(total_epochs=2))
+    assert not resumed.interrupted and resumed.last_epoch == 2
+
+
+def test_stop_during_validation_saves_nothing_half_done(tiny, tmp_path):
+    polls = iter(range(100))
+    result = run(tiny, tmp_path, tiny_config(total_epochs=5), should_stop=lambda: next(polls) >= 2)
+    assert result.interrupted and result.last_epoch == 0 and result.latest_checkpoint is None
+
+
+def test_early_stopping_waits_for_finetuning_and_is_final(tiny, tmp_path):
+    config = tiny_config(warmup_epochs=1, total_epochs=8, early_stopping_patience=1)
+    result = run(tiny, tmp_path, config)
+    recalls = [
+        row["val_recall@1"] for row in ckpt.read_checkpoint(result.latest_checkpoint)["history"]
+    ]
+    assert result.stopped_early and len(recalls) < 8 and len(recalls) >= 2
+    assert recalls[-1] <= max(recalls[:-1])  # no improvement in the last (patience=1) epoch
+    again = run(tiny, tmp_path, config)
+    assert again.last_epoch == result.last_epoch and again.stopped_early
+
+
+def test_reduce_on_plateau_halves_the_rate_after_a_flat_epoch(tiny, tmp_path):
+    config = tiny_config(
+        warmup_epochs=0,
+        total_epochs=4,
+        scheduler_type="reduce_on_plateau",
+        plateau_patience=0,
+        plateau_factor=0.5,
+        early_stopping_patience=0,
+    )
+    run(tiny, tmp_path, config)
+    rows = ckpt.read_checkpoint(tmp_path / ckpt.LATEST)["history"]
+    best = -1.0
+    for row, following in itertools.pairwise(rows):
+        improved = row["val_recall@1"] > best
+        best = max(best, row["val_recall@1"])
+        factor = 1.0 if improved else 0.5
+        assert following["lr"] == pytest.approx(row["lr"] * factor)
+
+
+def test_recall_at_k_matches_brute_force():
+    rng = np.random.default_rng(0)
+    gallery = rng.normal(size=(40, 6))
+    gallery /= np.linalg.norm(gallery, axis=1, keepdims=True)
+    queries = rng.normal(size=(15, 6))
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    g_labels, q_labels = rng.integers(0, 4, 40), rng.integers(0, 5, 15)  # class 4: no match
+    got = recall_at_k(
+        torch.from_numpy(queries),
+        torch.from_numpy(q_labels),
+        torch.from_numpy(gallery),
+        torch.from_numpy(g_labels),
+        [1, 3, 5],
+        chunk_size=4,
+    )
+    distances = ((queries[:, None, :] - gallery[None, :, :]) ** 2).sum(-1)
+    order = np.argsort(distances, axis=1)
+    for k in (1, 3, 5):
+        hits = [(g_labels[order[i, :k]] == q_labels[i]).any() for i in range(15)]
+        assert got[k] == pytest.approx(np.mean(hits))
