@@ -24,12 +24,11 @@ import timm
 import torch
 import torch.nn.functional as F
 
-from imgcls_pipeline.core.hardware import detect_device_props, resolve_hardware
+from imgcls_pipeline.core.hardware import amp_settings, detect_device_props, resolve_hardware
 from imgcls_pipeline.core.settings import ModelConfig, TrainingConfig
 from imgcls_pipeline.core.training.arcface import ArcFace
+from imgcls_pipeline.core.training.loop import ArcFaceNet, make_optimizer, train_epoch
 from imgcls_pipeline.core.training.model import build_embedding_model
-from imgcls_pipeline.core.training.optim import make_optimizer
-from imgcls_pipeline.core.training.train_step import ArcFaceNet, amp_settings, train_epoch
 
 NUM_CLASSES = 4
 

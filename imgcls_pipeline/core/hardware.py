@@ -16,6 +16,10 @@ can be tested with faked cards on a machine without a GPU:
 the table's 80/40/24 GB rows do, so the effective batch stays about the A100 80GB's: >= 70 GB -> 1,
 >= 35 GB -> 2, >= 18 GB -> 4, smaller -> 8. Workers from the table never exceed the machine's cores
 (JPEG decoding cannot use more). CPU: workers = min(4, cores - 1), accumulation 1.
+
+The precision column is the one precision policy: training reads it through ``resolve_hardware``
+(where ``use_bf16`` may override it), inference through ``precision_for`` (no override), and both
+turn it into autocast settings with ``amp_settings``.
 """
 
 from __future__ import annotations
@@ -25,9 +29,12 @@ import json
 import subprocess
 import sys
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from imgcls_pipeline.core.errors import UserError
+
+if TYPE_CHECKING:
+    import torch
 
 Precision = Literal["bf16", "fp16", "fp32"]
 
@@ -174,6 +181,25 @@ def resolve_hardware(
         channels_last=True,
         reason=reason,
     )
+
+
+def precision_for(props: DeviceProps | None) -> Precision:
+    """The table's precision for a device (None: no CUDA device), e.g. for inference."""
+    return "fp32" if props is None else _table_row(props, cpu_count=1)[0]
+
+
+def amp_settings(precision: Precision) -> tuple[torch.dtype | None, bool]:
+    """(autocast dtype or None, whether to use a GradScaler) for a precision of the table."""
+    import torch  # here, not at the top: the orchestrator imports this module too
+
+    # fp16 has 5 exponent bits: small gradients underflow to zero unless the loss is scaled up
+    # first (GradScaler). bf16 keeps fp32's exponent range, so it needs no scaling. Either way the
+    # weights and optimizer state stay fp32; autocast only lowers the precision of activations.
+    return {
+        "bf16": (torch.bfloat16, False),
+        "fp16": (torch.float16, True),
+        "fp32": (None, False),
+    }[precision]
 
 
 def _table_row(props: DeviceProps, cpu_count: int) -> tuple[Precision, int, int, str]:

@@ -1,9 +1,12 @@
-"""Turn images into L2-normalised embeddings with a trained model, fast and in order."""
+"""Turn images into L2-normalised embeddings with a model, fast and in order.
+
+The one embedding loop: inference, evaluation and training's per-epoch validation all use it.
+"""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -11,22 +14,29 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from imgcls_pipeline.core.hardware import amp_settings, detect_device_props, precision_for
+
 # Embeddings gathered on the device before one copy to host memory: few synchronisations,
 # bounded device memory (65 536 × 512 floats = 128 MiB).
 _FLUSH_ROWS = 65_536
 
 
+class Interrupted(Exception):
+    """``should_stop`` fired while embedding; the caller abandons the pass."""
+
+
 def inference_settings(device: torch.device) -> tuple[torch.dtype | None, bool]:
     """(autocast dtype, channels_last) for inference on ``device``.
 
-    bf16 on CUDA compute capability ≥ 8 (Ampere+: same range as fp32, no overflow), fp16 on older
-    CUDA GPUs (tensor cores, and inference needs no loss scaling), full precision elsewhere.
-    channels_last speeds up convolutions on CUDA only.
+    The precision is the specification's GPU table's (``hardware.precision_for``), the same a
+    training run on this GPU uses unless ``use_bf16`` overrides it: a model is embedded as it was
+    validated. channels_last speeds up convolutions on CUDA only.
     """
     if device.type != "cuda":
         return None, False
-    major, _ = torch.cuda.get_device_capability(device)
-    return (torch.bfloat16 if major >= 8 else torch.float16), True
+    index = torch.cuda.current_device() if device.index is None else device.index
+    amp_dtype, _ = amp_settings(precision_for(detect_device_props(index)))
+    return amp_dtype, True
 
 
 def compute_embeddings(
@@ -37,12 +47,15 @@ def compute_embeddings(
     amp_dtype: torch.dtype | None = None,
     channels_last: bool = False,
     progress: bool = False,
+    should_stop: Callable[[], bool] | None = None,
 ) -> np.ndarray:
     """Embed every batch of ``loader`` (images, or (images, anything) pairs) with ``model``.
 
-    Returns float32 (N, D), row i the i-th image, each row of unit L2 norm. The model runs in
+    Returns float32 (N, D), row i the i-th image, each row of unit L2 norm; an empty loader gives
+    (0, ``model.embedding_dim``), or (0, 0) for a model without that attribute. The model runs in
     eval mode and is put back in its previous mode afterwards. ``channels_last`` only changes
     the inputs' layout; convert the model once with ``model.to(memory_format=...)`` to match.
+    ``should_stop`` is polled before each batch; when it fires, ``Interrupted`` is raised.
     """
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     autocast = (
@@ -57,6 +70,8 @@ def compute_embeddings(
     try:
         with torch.inference_mode(), autocast:
             for images in _images(loader, progress):
+                if should_stop is not None and should_stop():
+                    raise Interrupted
                 x = images.to(device, non_blocking=True, memory_format=memory_format)
                 # Normalise in float32: a bf16/fp16 norm is off by up to ~0.4 %.
                 pending.append(F.normalize(model(x).float(), dim=1))
@@ -68,7 +83,7 @@ def compute_embeddings(
     finally:
         model.train(was_training)
     if not host:
-        return np.zeros((0, 0), dtype=np.float32)
+        return np.zeros((0, getattr(model, "embedding_dim", 0)), dtype=np.float32)
     return torch.cat(host).numpy()
 
 

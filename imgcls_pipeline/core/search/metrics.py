@@ -52,6 +52,14 @@ def recall_hits(query_codes: np.ndarray, neighbours: np.ndarray, k: int) -> np.n
     return (neighbours[:, :k] == query_codes[:, None]).any(axis=1)
 
 
+def recall_at_k(
+    query_codes: np.ndarray, neighbours: np.ndarray, ks: Sequence[int]
+) -> dict[int, float]:
+    """Recall@K for each K in ``ks``: the share of queries with a same-class item in their K
+    nearest. Training's per-epoch validation and the evaluation report both use this one."""
+    return {k: float(recall_hits(query_codes, neighbours, k).mean()) for k in ks}
+
+
 def similarity_weights(distances: np.ndarray) -> np.ndarray:
     """Vote weight of a neighbour: cosine similarity, clipped at 0.
 
@@ -160,7 +168,8 @@ def evaluate_retrieval(
     correct = predicted == queries
     nearest_hit = recall_hits(queries, neighbours, 1)
     metrics: dict[str, Any] = {
-        f"recall@{k}": float(recall_hits(queries, neighbours, k).mean()) for k in recall_k_values
+        f"recall@{k}": value
+        for k, value in recall_at_k(queries, neighbours, recall_k_values).items()
     }
     metrics["accuracy"] = float(correct.mean())
     metrics["nn_accuracy"] = float(nearest_hit.mean())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -49,13 +50,48 @@ def barrier() -> None:
         dist.barrier()
 
 
-def any_rank(flag: bool, device: torch.device) -> bool:
-    """True on every rank if it is True on any: all ranks must leave the loop at the same step."""
-    if not dist.is_initialized():
-        return flag
-    value = torch.tensor([1.0 if flag else 0.0], device=device)
-    dist.all_reduce(value, op=dist.ReduceOp.MAX)
-    return bool(value.item())
+# Under DDP the ranks agree on a stop request with one all-reduce every this many polls (a poll is
+# a micro-batch or a validation batch) and once per epoch: an all-reduce plus .item() before every
+# micro-batch would stall every rank's GPU pipeline once per step.
+STOP_AGREEMENT_EVERY = 32
+
+
+class StopAgreement:
+    """A stop request (``should_stop``), honoured by every rank at the same step.
+
+    In one process ``poll`` asks ``should_stop`` every time: that is free, so the run stops at
+    once. Under DDP a request reaches only the rank that received it (a signal sent to one
+    process), so every ``every``-th poll, and at each ``agree``, the ranks all-reduce their flags.
+    Every rank polls the same number of times (equal-length shards and batch lists), so all reach
+    the same answer at the same step and none waits in a collective the others have left.
+    """
+
+    def __init__(
+        self,
+        should_stop: Callable[[], bool],
+        device: torch.device,
+        every: int = STOP_AGREEMENT_EVERY,
+    ):
+        self._should_stop = should_stop
+        self._device = device
+        self._every = every
+        self._polls = 0
+
+    def poll(self) -> bool:
+        """Between two steps: True when the run must stop now (on every rank alike)."""
+        if not dist.is_initialized():
+            return bool(self._should_stop())
+        self._polls += 1
+        return self._polls % self._every == 0 and self.agree()
+
+    def agree(self) -> bool:
+        """True on every rank if a stop was requested on any (one all-reduce under DDP)."""
+        flag = bool(self._should_stop())
+        if not dist.is_initialized():
+            return flag
+        value = torch.tensor([1.0 if flag else 0.0], device=self._device)
+        dist.all_reduce(value, op=dist.ReduceOp.MAX)
+        return bool(value.item())
 
 
 def mean_over_ranks(value: float, device: torch.device) -> float:

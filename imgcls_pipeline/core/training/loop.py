@@ -1,49 +1,63 @@
-"""The training loop: data, forward, loss, backward, step, validate, checkpoint, in that order.
+"""The training loop, top to bottom: data, phase, forward, loss, backward, step, validate,
+schedule, early stop, checkpoint.
 
-Precision follows the resolved HardwareSettings (see ``train_step.amp_settings``); the phases,
-sampler, checkpoint format and validation each have their own module in core/.
+``train`` reads as one epoch after another; the helpers below it follow in the same order. The
+mechanics live in small modules beside this one: the P×K sampler (``sampler``), the ArcFace head
+(``arcface``), the embedding model (``model``), the checkpoint format (``checkpoint``), random
+states (``rng``) and the few collectives (``distributed``). Embedding and Recall@K are the ones
+inference and evaluation use (``search.embedding``, ``search.metrics``); the precision comes from
+the specification's GPU table (``hardware``).
+
+The two phases: warm-up (frozen backbone, small margin), then fine-tuning. Warm-up trains only
+the new parts (embedding head, ArcFace class centres) on top of the pretrained features with
+``arcface_m_warmup`` (0 = plain normalised softmax): random class centres and a large margin at
+once would send large, noisy gradients into the pretrained backbone. After ``warmup_epochs``
+everything trains with the full margin ``arcface_m_finetune``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
-from contextlib import nullcontext
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+import numpy as np
+import pandas as pd
 import torch
+import torch.nn.functional as F
+from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+from torch.optim import AdamW, Optimizer
+from torch.optim.lr_scheduler import CosineAnnealingWarmRestarts, LRScheduler, ReduceLROnPlateau
+from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
-from imgcls_pipeline.core.data.dataset import class_list
+from imgcls_pipeline.core.data.dataset import ImageDataset, class_list, make_loader
 from imgcls_pipeline.core.data.split_files import read_split
+from imgcls_pipeline.core.data.transforms import eval_transform, train_transform
 from imgcls_pipeline.core.errors import UserError
-from imgcls_pipeline.core.hardware import HardwareSettings
-from imgcls_pipeline.core.settings import PipelineConfig
+from imgcls_pipeline.core.hardware import HardwareSettings, amp_settings
+from imgcls_pipeline.core.search.embedding import Interrupted, compute_embeddings
+from imgcls_pipeline.core.search.index import build_index, search
+from imgcls_pipeline.core.search.metrics import neighbour_codes, recall_at_k
+from imgcls_pipeline.core.settings import ModelConfig, PipelineConfig, TrainingConfig
 from imgcls_pipeline.core.training import checkpoint as ckpt
 from imgcls_pipeline.core.training import distributed
 from imgcls_pipeline.core.training.arcface import ArcFace
-from imgcls_pipeline.core.training.model import build_embedding_model
-from imgcls_pipeline.core.training.optim import (
-    current_lr,
-    make_optimizer,
-    make_scheduler,
-    step_scheduler,
+from imgcls_pipeline.core.training.model import EmbeddingModel, build_embedding_model
+from imgcls_pipeline.core.training.rng import (
+    capture_rng_state,
+    restore_rng_state,
+    seed_everything,
 )
-from imgcls_pipeline.core.training.phases import apply_phase, margin_for_phase, phase_for_epoch
-from imgcls_pipeline.core.training.rng import restore_rng_state, seed_everything
-from imgcls_pipeline.core.training.run_state import (
-    RunState,
-    Trainables,
-    checkpoint_payload,
-    restore,
-)
-from imgcls_pipeline.core.training.train_step import ArcFaceNet, amp_settings, train_epoch
-from imgcls_pipeline.core.training.training_data import TrainingData, make_training_data
-from imgcls_pipeline.core.training.validation import Interrupted, embed, recall_at_k
+from imgcls_pipeline.core.training.sampler import PKBatchSampler
+
+Phase = Literal["warmup", "finetune"]
+Scheduler = LRScheduler | ReduceLROnPlateau
 
 
 @dataclass
@@ -60,6 +74,38 @@ class TrainResult:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+@dataclass
+class RunState:
+    """What a run carries from epoch to epoch, into a checkpoint and back out of it."""
+
+    epoch: int = 0  # epochs completed
+    best_recall: float = -1.0  # best val Recall@1 so far (-1: none yet)
+    best_epoch: int | None = None
+    epochs_without_improvement: int = 0
+    stopped_early: bool = False
+    history: list[dict[str, Any]] = field(default_factory=list)  # the rows of metrics.csv
+
+
+class ArcFaceNet(nn.Module):
+    """Embedding model and ArcFace as one module, so DDP synchronises both."""
+
+    def __init__(self, model: EmbeddingModel, arcface: ArcFace):
+        super().__init__()
+        self.model = model
+        self.arcface = arcface
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.arcface(self.model(images), labels)
+
+
+@dataclass
+class Trainables:
+    net: ArcFaceNet
+    optimizer: torch.optim.Optimizer
+    scheduler: Scheduler
+    scaler: torch.amp.GradScaler
 
 
 def train(
@@ -81,18 +127,21 @@ def train(
     precision, loader workers and accumulation; the config's copies of those are not read here.
 
     Under torchrun every rank calls this; rank 0 alone logs, calls ``on_epoch_end`` (with the
-    metrics row) and writes files. ``should_stop`` is polled before every step: the loop then
-    returns with ``interrupted=True``; latest_model.pt keeps the last completed epoch and the
-    partial epoch runs again on resume.
+    metrics row) and writes files. A ``should_stop`` request makes the loop return with
+    ``interrupted=True``: in one process it is polled before every step; under DDP the ranks agree
+    on it every ``distributed.STOP_AGREEMENT_EVERY`` steps and after every epoch. latest_model.pt
+    keeps the last completed epoch and the partial epoch runs again on resume.
     """
     info = distributed.current()
     log = log if info.is_main else _silent
     device = _select_device(hardware, info)
     _configure_backends(hardware)
+    stop = distributed.StopAgreement(should_stop, device)
     checkpoint_dir = Path(checkpoint_dir)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     latest_path, best_path = checkpoint_dir / ckpt.LATEST, checkpoint_dir / ckpt.BEST
 
+    # --- data ---
     train_frame, val_frame = read_split(splits_dir, "train"), read_split(splits_dir, "val")
     if train_frame.empty or val_frame.empty:
         raise UserError(
@@ -102,6 +151,7 @@ def train(
     classes = class_list(train_frame)
     fingerprint = ckpt.splits_fingerprint(splits_dir)
 
+    # --- model, loss, optimiser ---
     seed_everything(config.seed)  # the same on every rank: identical initial weights
     model = build_embedding_model(config.model)
     arcface = ArcFace(
@@ -121,6 +171,7 @@ def train(
         torch.amp.GradScaler(device.type, enabled=use_scaler),
     )
 
+    # --- resume ---
     state = RunState()
     if info.is_main:
         ckpt.remove_stale_temp_files(checkpoint_dir)
@@ -160,6 +211,7 @@ def train(
     for epoch in range(state.epoch, config.training.total_epochs):
         if state.stopped_early:
             break
+        # --- phase ---
         phase = phase_for_epoch(epoch, config.training.warmup_epochs)
         net.train()
         apply_phase(model, arcface, phase, config.model)
@@ -175,6 +227,7 @@ def train(
         lr = current_lr(optimizer)
         started = time.perf_counter()
 
+        # --- forward, loss, backward, step (one pass over the P×K batches) ---
         stats = train_epoch(
             ddp or net,
             tqdm(
@@ -189,34 +242,21 @@ def train(
             amp_dtype=amp_dtype,
             channels_last=hardware.channels_last,
             no_sync=ddp.no_sync if ddp is not None else nullcontext,
-            should_stop=should_stop,
+            should_stop=stop.poll,
         )
         if stats.interrupted:
             interrupted = True
             break
+
+        # --- validate ---
         try:
-            shard = embed(
-                model,
-                data.eval_loader,
-                device,
-                amp_dtype=amp_dtype,
-                channels_last=hardware.channels_last,
-                should_stop=should_stop,
-            )
+            recalls = validate(model, data, device, amp_dtype, hardware.channels_last, ks, stop)
         except Interrupted:
             interrupted = True
             break
-        embeddings = distributed.gather_rows(shard.to(device), data.n_eval).cpu()
-        n_gallery = len(data.train_set)
-        recalls = recall_at_k(
-            embeddings[n_gallery:],
-            data.eval_labels[n_gallery:],
-            embeddings[:n_gallery],
-            data.eval_labels[:n_gallery],
-            ks,
-        )
-        step_scheduler(parts.scheduler, recalls[1])
 
+        # --- schedule, early stop ---
+        step_scheduler(parts.scheduler, recalls[1])
         state.epoch = epoch + 1
         improved = recalls[1] > state.best_recall
         if improved:
@@ -244,6 +284,7 @@ def train(
         }
         state.history.append(row)
 
+        # --- checkpoint ---
         if info.is_main:
             payload = checkpoint_payload(
                 config, state, parts, classes=classes, fingerprint=fingerprint, hardware=hardware
@@ -261,6 +302,12 @@ def train(
         log(_describe_epoch(row, config.training.total_epochs, improved))
         if state.stopped_early:
             log(f"Early stopping: no val Recall@1 improvement for {patience} epochs.")
+        # Under DDP, a request that came after the epoch's last agreement is agreed on here,
+        # so even an epoch shorter than STOP_AGREEMENT_EVERY steps stops the run within one epoch.
+        more = not state.stopped_early and state.epoch < config.training.total_epochs
+        if more and stop.agree():
+            interrupted = True
+            break
 
     if interrupted:
         log(f"Stopped on request; {latest_path.name} holds epoch {state.epoch}, resume continues.")
@@ -275,6 +322,303 @@ def train(
         latest_checkpoint=str(latest_path) if latest_path.exists() else None,
         hardware=hardware.to_dict(),
     )
+
+
+# --- data ---
+
+
+@dataclass
+class TrainingData:
+    train_set: ImageDataset
+    sampler: PKBatchSampler
+    train_loader: DataLoader
+    eval_loader: DataLoader  # this rank's share of train (gallery) + val (queries), in order
+    eval_labels: np.ndarray  # class codes of all of train then val (every rank's share)
+    n_eval: int
+
+
+def make_training_data(
+    config: PipelineConfig,
+    model: EmbeddingModel,
+    data_dir: str | Path,
+    train_frame: pd.DataFrame,
+    val_frame: pd.DataFrame,
+    classes: list[str],
+    hardware: HardwareSettings,
+    info: distributed.DistInfo,
+) -> TrainingData:
+    size = config.data.image_size
+    train_set = ImageDataset(
+        train_frame,
+        data_dir,
+        classes,
+        train_transform(config.augmentation, size, model.mean, model.std, model.interpolation),
+        size,
+    )
+    sampler = PKBatchSampler(
+        train_set.labels,
+        train_set.object_ids,
+        config.training.samples_per_class,
+        config.training.num_classes_per_batch,
+        seed=config.seed,
+        rank=info.rank,
+        world_size=info.world_size,
+        multiple_of=hardware.accum_steps,
+    )
+    pin_memory = hardware.device == "cuda"
+    train_loader = make_loader(
+        train_set, num_workers=hardware.num_workers, pin_memory=pin_memory, batch_sampler=sampler
+    )
+    # One embedding pass per epoch over train (the gallery) then val (the queries).
+    eval_set = ImageDataset(
+        pd.concat([train_frame, val_frame], ignore_index=True),
+        data_dir,
+        classes,
+        eval_transform(size, model.mean, model.std, model.interpolation),
+        size,
+    )
+    eval_loader = make_loader(
+        Subset(eval_set, distributed.shard_indices(len(eval_set), info)),
+        num_workers=hardware.num_workers,
+        pin_memory=pin_memory,
+        batch_size=config.evaluation.embedding_batch_size,
+    )
+    labels = np.asarray(eval_set.labels, dtype=np.int64)
+    return TrainingData(train_set, sampler, train_loader, eval_loader, labels, len(eval_set))
+
+
+# --- phase ---
+
+
+def phase_for_epoch(epoch_index: int, warmup_epochs: int) -> Phase:
+    """Phase of the 0-based epoch ``epoch_index``; a resumed run derives it the same way."""
+    return "warmup" if epoch_index < warmup_epochs else "finetune"
+
+
+def margin_for_phase(phase: Phase, model_cfg: ModelConfig) -> float:
+    return model_cfg.arcface_m_warmup if phase == "warmup" else model_cfg.arcface_m_finetune
+
+
+def apply_phase(
+    model: EmbeddingModel, arcface: ArcFace, phase: Phase, model_cfg: ModelConfig
+) -> None:
+    """Freeze or unfreeze the backbone and set the margin; call after ``module.train()``."""
+    frozen = phase == "warmup"
+    model.backbone.requires_grad_(not frozen)
+    if frozen:
+        # requires_grad=False alone would still update BatchNorm running statistics in train mode.
+        model.backbone.eval()
+    arcface.margin = margin_for_phase(phase, model_cfg)
+
+
+# --- optimiser and learning-rate schedule (both schedules step once per epoch) ---
+
+
+def make_optimizer(module: nn.Module, cfg: TrainingConfig) -> AdamW:
+    # All parameters from the start: frozen ones (backbone during warm-up) have no gradient, and
+    # AdamW skips a parameter without gradient entirely (no update, no weight decay).
+    return AdamW(module.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+
+
+def make_scheduler(optimizer: Optimizer, cfg: TrainingConfig) -> Scheduler:
+    if cfg.scheduler_type == "cosine_warm_restarts":
+        return CosineAnnealingWarmRestarts(optimizer, T_0=cfg.cosine_t0, T_mult=cfg.cosine_t_mult)
+    # Val Recall@1 is better when higher, hence mode="max".
+    return ReduceLROnPlateau(
+        optimizer, mode="max", factor=cfg.plateau_factor, patience=cfg.plateau_patience
+    )
+
+
+def step_scheduler(scheduler: Scheduler, val_recall_at_1: float) -> None:
+    if isinstance(scheduler, ReduceLROnPlateau):
+        scheduler.step(val_recall_at_1)
+    else:
+        scheduler.step()
+
+
+def current_lr(optimizer: Optimizer) -> float:
+    return float(optimizer.param_groups[0]["lr"])
+
+
+# --- forward, loss, backward, step ---
+
+
+@dataclass
+class EpochStats:
+    loss: float
+    images: int
+    seconds: float
+    interrupted: bool
+
+
+def train_epoch(
+    net: nn.Module,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    *,
+    device: torch.device,
+    accum_steps: int,
+    amp_dtype: torch.dtype | None,
+    channels_last: bool = False,
+    no_sync: Callable[[], AbstractContextManager] = nullcontext,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> EpochStats:
+    """One pass over ``batches`` (a multiple of ``accum_steps`` long), one optimizer step per group.
+
+    ``net(images, labels)`` returns logits. ``no_sync`` is DDP's: gradients are all-reduced once
+    per optimizer step instead of once per micro-batch. ``should_stop`` is polled before each
+    micro-batch; when it fires the epoch is abandoned (``interrupted=True``).
+    """
+    start = time.perf_counter()
+    memory_format = torch.channels_last if channels_last else torch.preserve_format
+    autocast = (
+        torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else nullcontext()
+    )
+    loss_sum = torch.zeros((), device=device)
+    images_seen = 0
+    optimizer.zero_grad(set_to_none=True)
+    for step, (images, labels) in enumerate(batches):
+        if should_stop():
+            return EpochStats(0.0, images_seen, time.perf_counter() - start, interrupted=True)
+        images = images.to(device, non_blocking=True, memory_format=memory_format)
+        labels = labels.to(device, non_blocking=True)
+        last_of_group = (step + 1) % accum_steps == 0
+        with nullcontext() if last_of_group else no_sync():
+            with autocast:
+                logits = net(images, labels)
+            loss = F.cross_entropy(logits.float(), labels)
+            # .grad sums over the group's backward passes; dividing each micro-batch's mean loss
+            # by accum_steps makes that sum the gradient of the mean over P·K·accum_steps images.
+            # The GradScaler (fp16 only) scales the loss so small gradients do not underflow.
+            scaler.scale(loss / accum_steps).backward()
+        if last_of_group:
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+        loss_sum += loss.detach() * labels.shape[0]  # stays on the device: no sync per step
+        images_seen += labels.shape[0]
+    mean_loss = distributed.mean_over_ranks(float(loss_sum) / max(images_seen, 1), device)
+    return EpochStats(mean_loss, images_seen, time.perf_counter() - start, interrupted=False)
+
+
+# --- validate ---
+
+
+def validate(
+    model: EmbeddingModel,
+    data: TrainingData,
+    device: torch.device,
+    amp_dtype: torch.dtype | None,
+    channels_last: bool,
+    ks: list[int],
+    stop: distributed.StopAgreement,
+) -> dict[int, float]:
+    """Val Recall@K: val images (queries) searched among train images (gallery), exactly.
+
+    The same embedding loop, exact index and Recall@K as the evaluate step, so the best epoch's
+    val Recall@1 here is what evaluation reports for best_model.pt on val. Raises ``Interrupted``
+    when the stop request is agreed on mid-pass.
+    """
+    shard = compute_embeddings(
+        model,
+        data.eval_loader,
+        device,
+        amp_dtype=amp_dtype,
+        channels_last=channels_last,
+        should_stop=stop.poll,
+    )
+    rows = distributed.gather_rows(torch.from_numpy(shard).to(device), data.n_eval)
+    embeddings, labels, n_gallery = rows.cpu().numpy(), data.eval_labels, len(data.train_set)
+    return exact_recall_at_k(
+        embeddings[n_gallery:], labels[n_gallery:], embeddings[:n_gallery], labels[:n_gallery], ks
+    )
+
+
+def exact_recall_at_k(
+    queries: np.ndarray,
+    query_codes: np.ndarray,
+    gallery: np.ndarray,
+    gallery_codes: np.ndarray,
+    ks: list[int],
+) -> dict[int, float]:
+    """Recall@K of unit-vector ``queries`` among ``gallery`` by exact (flat) nearest neighbours."""
+    # A CPU index even on a GPU machine: the training processes hold the GPU memory.
+    index = build_index(gallery, "flat", use_gpu=False)
+    _, indices = search(index, queries, max(ks))
+    return recall_at_k(query_codes, neighbour_codes(indices, gallery_codes), ks)
+
+
+# --- checkpoint ---
+
+
+def checkpoint_payload(
+    config: PipelineConfig,
+    state: RunState,
+    parts: Trainables,
+    *,
+    classes: list[str],
+    fingerprint: str,
+    hardware: HardwareSettings,
+) -> dict[str, Any]:
+    """The checkpoint dict (keys documented in ``checkpoint``), captured at an epoch's end."""
+    phase = phase_for_epoch(state.epoch - 1, config.training.warmup_epochs)
+    model = parts.net.model
+    return {
+        "format": ckpt.FORMAT,
+        "epoch": state.epoch,
+        "phase": phase,
+        "margin": margin_for_phase(phase, config.model),
+        "model": _fp32_cpu(model.state_dict()),
+        "arcface": _fp32_cpu(parts.net.arcface.state_dict()),
+        "optimizer": parts.optimizer.state_dict(),
+        "scheduler": parts.scheduler.state_dict(),
+        "scaler": parts.scaler.state_dict(),
+        "best_val_recall@1": state.best_recall,
+        "best_epoch": state.best_epoch,
+        "epochs_without_improvement": state.epochs_without_improvement,
+        "stopped_early": state.stopped_early,
+        "rng": capture_rng_state(),
+        "config": config.to_dict(),
+        "classes": list(classes),
+        "splits_fingerprint": fingerprint,
+        "backbone": config.model.backbone,
+        "embedding_dim": config.model.embedding_dim,
+        "mean": list(model.mean),
+        "std": list(model.std),
+        "image_size": config.data.image_size,
+        "hardware": hardware.to_dict(),
+        "history": [dict(row) for row in state.history],
+    }
+
+
+def restore(saved: dict[str, Any], parts: Trainables) -> RunState:
+    """Load weights and optimiser state from ``saved`` into ``parts``; return the run's state."""
+    parts.net.model.load_state_dict(saved["model"])
+    parts.net.arcface.load_state_dict(saved["arcface"])
+    parts.optimizer.load_state_dict(saved["optimizer"])
+    parts.scheduler.load_state_dict(saved["scheduler"])
+    parts.scaler.load_state_dict(saved["scaler"])
+    return RunState(
+        epoch=saved["epoch"],
+        best_recall=saved["best_val_recall@1"],
+        best_epoch=saved["best_epoch"],
+        epochs_without_improvement=saved["epochs_without_improvement"],
+        stopped_early=saved["stopped_early"],
+        history=list(saved["history"]),
+    )
+
+
+def _fp32_cpu(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    # Weights are fp32 already (autocast never changes them); this also makes a checkpoint written
+    # on one GPU load anywhere.
+    return {
+        k: v.detach().float().cpu() if v.is_floating_point() else v.detach().cpu()
+        for k, v in state_dict.items()
+    }
+
+
+# --- device and logs ---
 
 
 def _select_device(hardware: HardwareSettings, info: distributed.DistInfo) -> torch.device:

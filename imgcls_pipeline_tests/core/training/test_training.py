@@ -7,15 +7,20 @@ import pytest
 import torch
 
 from imgcls_pipeline.core.errors import UserError
-from imgcls_pipeline.core.hardware import DeviceProps, resolve_hardware
+from imgcls_pipeline.core.hardware import DeviceProps, amp_settings, resolve_hardware
 from imgcls_pipeline.core.training import checkpoint as ckpt
 from imgcls_pipeline.core.training.arcface import ArcFace
-from imgcls_pipeline.core.training.loop import _configure_backends, _select_device, train
+from imgcls_pipeline.core.training.loop import (
+    ArcFaceNet,
+    _configure_backends,
+    _select_device,
+    apply_phase,
+    exact_recall_at_k,
+    train,
+    train_epoch,
+)
 from imgcls_pipeline.core.training.model import build_embedding_model
-from imgcls_pipeline.core.training.phases import apply_phase
 from imgcls_pipeline.core.training.rng import seed_everything
-from imgcls_pipeline.core.training.train_step import ArcFaceNet, amp_settings, train_epoch
-from imgcls_pipeline.core.training.validation import recall_at_k
 from imgcls_pipeline_tests.core.training.tiny_training import (
     cpu_hardware,
     make_tiny_splits,
@@ -279,23 +284,17 @@ def test_reduce_on_plateau_halves_the_rate_after_a_flat_epoch(tiny, tmp_path):
         assert following["lr"] == pytest.approx(row["lr"] * factor)
 
 
-def test_recall_at_k_matches_brute_force():
+def test_val_recall_at_k_matches_brute_force():
     rng = np.random.default_rng(0)
-    gallery = rng.normal(size=(40, 6))
+    gallery = rng.normal(size=(40, 6)).astype(np.float32)
     gallery /= np.linalg.norm(gallery, axis=1, keepdims=True)
-    queries = rng.normal(size=(15, 6))
+    queries = rng.normal(size=(15, 6)).astype(np.float32)
     queries /= np.linalg.norm(queries, axis=1, keepdims=True)
     g_labels, q_labels = rng.integers(0, 4, 40), rng.integers(0, 5, 15)  # class 4: no match
-    got = recall_at_k(
-        torch.from_numpy(queries),
-        torch.from_numpy(q_labels),
-        torch.from_numpy(gallery),
-        torch.from_numpy(g_labels),
-        [1, 3, 5],
-        chunk_size=4,
-    )
+    got = exact_recall_at_k(queries, q_labels, gallery, g_labels, [1, 3, 5])
     distances = ((queries[:, None, :] - gallery[None, :, :]) ** 2).sum(-1)
     order = np.argsort(distances, axis=1)
     for k in (1, 3, 5):
         hits = [(g_labels[order[i, :k]] == q_labels[i]).any() for i in range(15)]
         assert got[k] == pytest.approx(np.mean(hits))
+    assert got[1] < got[3] < 1.0  # the data makes every K a different answer
