@@ -1,0 +1,153 @@
+"""The collectives of the training loop, in one process and in two gloo processes on the CPU."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from imgcls_pipeline.core.training import checkpoint as ckpt
+from imgcls_pipeline.core.training import distributed
+from imgcls_pipeline.core.training.distributed import DistInfo, StopAgreement
+from imgcls_pipeline.core.training.loop import train
+from imgcls_pipeline_tests.core.training.tiny_training import (
+    cpu_hardware,
+    make_tiny_splits,
+    tiny_config,
+)
+
+CPU = torch.device("cpu")
+
+
+def run_two_ranks(tmp_path: Path, target: Callable[..., dict], *args: object) -> list[dict]:
+    """Run ``target(rank, *args)`` in two gloo processes; return each rank's result dict."""
+    mp.spawn(_rank_main, args=(str(tmp_path), target, args), nprocs=2, join=True)
+    return [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+
+
+def _rank_main(rank: int, folder: str, target: Callable[..., dict], args: tuple) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{folder}/store", rank=rank, world_size=2)
+    try:
+        result = target(rank, *args)
+    finally:
+        dist.destroy_process_group()
+    (Path(folder) / f"rank{rank}.json").write_text(json.dumps(result))
+
+
+def count_all_reduces() -> list[int]:
+    """Wrap ``dist.all_reduce`` (in this process) so every call is counted in the returned list."""
+    calls = [0]
+    original = dist.all_reduce
+
+    def counted(*args, **kwargs):
+        calls[0] += 1
+        return original(*args, **kwargs)
+
+    dist.all_reduce = counted
+    return calls
+
+
+@pytest.mark.parametrize("world_size", [1, 2, 3, 4])
+@pytest.mark.parametrize("total", [0, 1, 5, 8, 9])
+def test_shards_cover_every_row_once_and_are_equally_long(world_size, total):
+    shards = [
+        distributed.shard_indices(total, DistInfo(rank, world_size, rank))
+        for rank in range(world_size)
+    ]
+    size = -(-total // world_size)
+    assert all(len(shard) == size for shard in shards)
+    # Row-major over (position, rank) is the strided order that gather_rows undoes.
+    interleaved = [shards[rank][i] for i in range(size) for rank in range(world_size)]
+    assert interleaved[:total] == list(range(total))
+
+
+def test_one_process_polls_the_request_every_time_without_collectives():
+    requests = iter([False, False, True])
+    stop = StopAgreement(lambda: next(requests), CPU, every=32)
+    assert [stop.poll(), stop.poll(), stop.poll()] == [False, False, True]
+    assert StopAgreement(lambda: True, CPU).agree()
+
+
+def _gather_round_trip(rank: int, total: int) -> dict:
+    info = distributed.current()
+    everything = torch.arange(total * 3, dtype=torch.float32).reshape(total, 3)
+    mine = everything[distributed.shard_indices(total, info)]
+    return {"gathered": distributed.gather_rows(mine, total).tolist(), "rank": info.rank}
+
+
+def test_gather_rows_undoes_the_strided_shard(tmp_path):
+    total = 7  # odd: rank 1's shard is padded with a repeated row that must not come back
+    results = run_two_ranks(tmp_path, _gather_round_trip, total)
+    expected = torch.arange(total * 3, dtype=torch.float32).reshape(total, 3).tolist()
+    assert [r["rank"] for r in results] == [0, 1]
+    assert all(r["gathered"] == expected for r in results)
+
+
+def _poll_until_stopped(rank: int, every: int, request_after: int, polls: int) -> dict:
+    calls = count_all_reduces()
+    done = 0
+    # Only rank 1 receives the request (as with a signal sent to one process).
+    stop = StopAgreement(lambda: rank == 1 and done >= request_after, CPU, every=every)
+    stopped_at = None
+    for step in range(polls):
+        if stop.poll():
+            stopped_at = step
+            break
+        done += 1
+    return {"stopped_at": stopped_at, "all_reduces": calls[0]}
+
+
+def test_a_request_on_one_rank_stops_both_at_the_same_step_with_one_collective_per_n(tmp_path):
+    # every=4: agreements at polls 4, 8, ... Rank 1 asks from its 6th poll on (5 done), so poll 8
+    # (step 7) is the first agreement that sees it; 2 all-reduces for 8 polls, not 8.
+    results = run_two_ranks(tmp_path, _poll_until_stopped, 4, 5, 20)
+    assert results == [{"stopped_at": 7, "all_reduces": 2}] * 2
+
+
+def _train_until_rank_1_asks_to_stop(rank: int, data_dir: str, splits_dir: str, out: str) -> dict:
+    calls = count_all_reduces()
+    polls = [0]
+    latest = Path(out) / ckpt.LATEST
+
+    def should_stop() -> bool:
+        polls[0] += 1
+        # Rank 1 alone asks, as soon as epoch 1 is saved (a signal to one process).
+        return rank == 1 and latest.exists()
+
+    config = tiny_config(warmup_epochs=1, total_epochs=5, samples_per_class=1)  # 2 steps per rank
+    result = train(
+        config,
+        data_dir=data_dir,
+        splits_dir=splits_dir,
+        checkpoint_dir=out,
+        hardware=cpu_hardware(),
+        log=lambda _: None,
+        should_stop=should_stop,
+    )
+    return {
+        "interrupted": result.interrupted,
+        "last_epoch": result.last_epoch,
+        "all_reduces": calls[0],
+        "polls": polls[0],
+    }
+
+
+@pytest.mark.slow
+def test_ddp_run_stops_on_every_rank_when_one_rank_asks_without_a_collective_per_step(tmp_path):
+    data_dir, splits_dir = make_tiny_splits(tmp_path / "tiny")
+    out = tmp_path / "checkpoints"
+    results = run_two_ranks(
+        tmp_path, _train_until_rank_1_asks_to_stop, str(data_dir), str(splits_dir), str(out)
+    )
+    assert [(r["interrupted"], r["last_epoch"]) for r in results] == [(True, 1)] * 2
+    assert ckpt.read_checkpoint(out / ckpt.LATEST)["epoch"] == 1
+    # Epoch 1: 2 training steps and the validation batches polled the request without a
+    # collective (fewer than STOP_AGREEMENT_EVERY polls); the all-reduces are the epoch's mean
+    # loss and the one stop agreement after the epoch. (Gradients go through DDP's reducer.)
+    assert all(r["all_reduces"] == 2 for r in results)
+    assert all(r["polls"] == 1 for r in results)  # the request was read at that agreement only
