@@ -7,7 +7,9 @@ from imgcls_pipeline.core.errors import UserError
 from imgcls_pipeline.core.hardware import (
     DeviceProps,
     HardwareSettings,
+    amp_settings,
     detect_device_props,
+    precision_for,
     resolve_hardware,
 )
 
@@ -111,3 +113,17 @@ def test_probe_reads_the_child_process_answer(monkeypatch):
         lambda *a, **k: subprocess.CompletedProcess(a, 0, stdout="0\n", stderr=""),
     )
     assert hardware.probe_devices_in_subprocess() == (None, 0)
+
+
+@pytest.mark.parametrize(
+    "props", [A100_80, A100_40, RTX_3090, V100, T4, DeviceProps("NVIDIA H200", 139.8, 9, 0)]
+)
+def test_inference_precision_is_the_tables_training_precision(props):
+    assert precision_for(props) == resolve_hardware(props, cpu_count=8).precision
+    assert precision_for(None) == resolve_hardware(None, cpu_count=8).precision == "fp32"
+
+
+def test_precision_to_autocast_settings():
+    assert amp_settings("bf16") == (torch.bfloat16, False)
+    assert amp_settings("fp16") == (torch.float16, True)  # fp16 needs the GradScaler
+    assert amp_settings("fp32") == (None, False)

@@ -6,8 +6,15 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from imgcls_pipeline.core.search.embedding import compute_embeddings, inference_settings
+from imgcls_pipeline.core.hardware import DeviceProps
+from imgcls_pipeline.core.search import embedding
+from imgcls_pipeline.core.search.embedding import (
+    Interrupted,
+    compute_embeddings,
+    inference_settings,
+)
 from imgcls_pipeline.core.settings import ModelConfig
+from imgcls_pipeline.core.training.model import build_embedding_model
 
 CPU = torch.device("cpu")
 
@@ -78,17 +85,42 @@ def test_progress_bar_does_not_change_the_result(capsys):
     assert "embedding" in capsys.readouterr().err
 
 
-def test_empty_loader_gives_an_empty_array():
-    assert compute_embeddings(tiny_model(), [], CPU).shape == (0, 0)
+def test_empty_loader_gives_no_rows_of_the_models_width():
+    config = ModelConfig(backbone="test_efficientnet", pretrained=False, embedding_dim=16)
+    assert compute_embeddings(build_embedding_model(config), [], CPU).shape == (0, 16)
+    assert compute_embeddings(tiny_model(), [], CPU).shape == (0, 0)  # width unknown
+
+
+def test_stop_request_interrupts_before_the_next_batch_and_restores_the_mode():
+    model, x = tiny_model().train(), images()
+    seen = []
+
+    def should_stop() -> bool:
+        seen.append(True)
+        return len(seen) == 2
+
+    with pytest.raises(Interrupted):
+        compute_embeddings(model, [x[:3], x[3:6], x[6:]], CPU, should_stop=should_stop)
+    assert len(seen) == 2 and model.training
 
 
 @pytest.mark.parametrize(
-    ("capability", "dtype"),
-    [((8, 0), torch.bfloat16), ((9, 0), torch.bfloat16), ((7, 5), torch.float16)],
+    ("props", "dtype"),
+    [
+        (DeviceProps("NVIDIA A100-SXM4-80GB", 79.2, 8, 0), torch.bfloat16),
+        (DeviceProps("NVIDIA H100 80GB HBM3", 79.1, 9, 0), torch.bfloat16),
+        # The table trains an RTX 3090 in fp16 although it is Ampere: it embeds in fp16 too.
+        (DeviceProps("NVIDIA GeForce RTX 3090", 23.7, 8, 6), torch.float16),
+        (DeviceProps("Tesla T4", 14.6, 7, 5), torch.float16),
+    ],
 )
-def test_inference_settings_on_cuda_follow_compute_capability(monkeypatch, capability, dtype):
-    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
-    assert inference_settings(torch.device("cuda")) == (dtype, True)
+def test_inference_precision_follows_the_training_table(monkeypatch, props, dtype):
+    asked = []
+    monkeypatch.setattr(
+        embedding, "detect_device_props", lambda index: asked.append(index) or props
+    )
+    assert inference_settings(torch.device("cuda", 1)) == (dtype, True)
+    assert asked == [1]
 
 
 def test_inference_settings_on_cpu_are_full_precision():
@@ -96,9 +128,8 @@ def test_inference_settings_on_cpu_are_full_precision():
 
 
 def test_with_the_pipeline_embedding_model():
-    model_module = pytest.importorskip("imgcls_pipeline.core.training.model")
     config = ModelConfig(backbone="test_efficientnet", pretrained=False, embedding_dim=16)
-    model = model_module.build_embedding_model(config)
+    model = build_embedding_model(config)
     x = torch.rand(5, 3, 32, 32, generator=torch.Generator().manual_seed(2))
     embeddings = compute_embeddings(model, [x[:2], x[2:]], CPU)
     assert embeddings.shape == (5, 16)

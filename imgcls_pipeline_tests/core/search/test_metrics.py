@@ -240,3 +240,10 @@ def test_evaluate_retrieval_is_json_ready_with_per_class_results():
 def test_encode_labels_names_unknown_labels():
     with pytest.raises(ValueError, match="zebra"):
         metrics.encode_labels(["cat", "zebra"], ["cat", "dog"])
+
+
+def test_recall_at_k_counts_a_hit_anywhere_in_the_first_k():
+    queries = np.array([0, 1, 2, 3])
+    neighbours = np.array([[0, 1, 1], [0, 1, 2], [1, 0, 2], [metrics.MISSING] * 3])
+    # query 0 hit at rank 1, query 1 at rank 2, query 2 at rank 3, query 3 never
+    assert metrics.recall_at_k(queries, neighbours, [1, 2, 3]) == {1: 0.25, 2: 0.5, 3: 0.75}

@@ -26,7 +26,12 @@ def test_unit_embeddings_and_the_backbones_normalisation():
     torch.testing.assert_close(out.norm(dim=1), torch.ones(3))
     cfg = timm.create_model(TINY_BACKBONE, pretrained=False).pretrained_cfg
     assert model.mean == tuple(cfg["mean"]) and model.std == tuple(cfg["std"])
-    assert isinstance(model.backbone, torch.nn.Module)
+    # The classifier is gone: the head reads the backbone's pooled features, not 1000 logits,
+    # and the embedding is exactly normalize(head(features)).
+    x = torch.randn(2, 3, 64, 64)
+    features = model.backbone(x)
+    assert features.shape == (2, model.head.in_features)
+    torch.testing.assert_close(model(x), torch.nn.functional.normalize(model.head(features)))
 
 
 @pytest.mark.parametrize("suffix", [".safetensors", ".pth"])

@@ -3,19 +3,29 @@ import dataclasses
 import itertools
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from imgcls_pipeline.core.errors import UserError
 from imgcls_pipeline.core.hardware import DeviceProps, amp_settings, resolve_hardware
+from imgcls_pipeline.core.search.evaluation import evaluate_split
+from imgcls_pipeline.core.search.index import build_index
+from imgcls_pipeline.core.search.inference import embed_frame, load_model
 from imgcls_pipeline.core.training import checkpoint as ckpt
 from imgcls_pipeline.core.training.arcface import ArcFace
 from imgcls_pipeline.core.training.loop import (
     ArcFaceNet,
+    RunState,
+    Trainables,
     _configure_backends,
     _select_device,
     apply_phase,
+    checkpoint_payload,
     exact_recall_at_k,
+    make_optimizer,
+    make_scheduler,
+    restore,
     train,
     train_epoch,
 )
@@ -51,12 +61,6 @@ def run(tiny, checkpoint_dir, config, **kwargs):
 
 def untimed(rows):
     return [{k: v for k, v in row.items() if k not in UNTIMED} for row in rows]
-
-
-def test_precision_selection():
-    assert amp_settings("bf16") == (torch.bfloat16, False)
-    assert amp_settings("fp16") == (torch.float16, True)  # fp16 needs the GradScaler
-    assert amp_settings("fp32") == (None, False)
 
 
 def test_gpu_backend_switches_follow_the_settings():
@@ -238,7 +242,7 @@ def test_resume_against_another_run_is_refused(tiny, tmp_path):
 
 
 def test_stop_request_keeps_the_last_completed_epoch(tiny, tmp_path):
-    # Per epoch: 2 training steps then 1 validation batch, each polled once.
+    # Per epoch: 2 training steps and 1 validation batch, each polled once, then the epoch's end.
     polls = iter(range(100))
     result = run(tiny, tmp_path, tiny_config(total_epochs=5), should_stop=lambda: next(polls) >= 4)
     assert result.interrupted and result.last_epoch == 1
@@ -298,3 +302,52 @@ def test_val_recall_at_k_matches_brute_force():
         hits = [(g_labels[order[i, :k]] == q_labels[i]).any() for i in range(15)]
         assert got[k] == pytest.approx(np.mean(hits))
     assert got[1] < got[3] < 1.0  # the data makes every K a different answer
+
+
+def trainables(config, seed: int) -> Trainables:
+    seed_everything(seed)
+    net = ArcFaceNet(build_embedding_model(config.model), ArcFace(32, 3))
+    optimizer = make_optimizer(net, config.training)
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    return Trainables(net, optimizer, make_scheduler(optimizer, config.training), scaler)
+
+
+def test_run_state_survives_a_checkpoint_round_trip(tmp_path):
+    config = tiny_config(warmup_epochs=1)
+    parts = trainables(config, seed=0)
+    batch = (torch.randn(6, 3, 64, 64), torch.tensor([0, 0, 1, 1, 2, 2]))
+    train_epoch(
+        parts.net.train(), [batch] * 2, parts.optimizer, parts.scaler, device=CPU,
+        accum_steps=1, amp_dtype=None,
+    )  # fmt: skip
+    parts.scheduler.step()
+    state = RunState(2, 0.75, 1, 1, False, [{"epoch": 1, "train_loss": 1.5}, {"epoch": 2}])
+    payload = checkpoint_payload(
+        config, state, parts, classes=["a", "b", "c"], fingerprint="f", hardware=cpu_hardware()
+    )
+    assert (payload["epoch"], payload["phase"]) == (2, "finetune")  # epoch 2 is after warm-up
+    ckpt.save_checkpoint(tmp_path / ckpt.LATEST, payload)
+
+    fresh = trainables(config, seed=1)
+    restored = restore(ckpt.read_checkpoint(tmp_path / ckpt.LATEST), fresh)
+    assert restored == state
+    for name, value in parts.net.state_dict().items():
+        torch.testing.assert_close(fresh.net.state_dict()[name], value, atol=0, rtol=0)
+    torch.testing.assert_close(
+        fresh.optimizer.state_dict()["state"], parts.optimizer.state_dict()["state"]
+    )
+    assert fresh.scheduler.state_dict() == parts.scheduler.state_dict()
+
+
+def test_best_val_recall_is_what_evaluation_reports_for_best_model(tmp_path):
+    # 7 classes in 5 colours: classes 5 and 6 look like 0 and 1, so Recall@1 is not simply 1.
+    data_dir, splits_dir = make_tiny_splits(tmp_path / "data", n_classes=7)
+    result = run((data_dir, splits_dir), tmp_path / "run", tiny_config(total_epochs=2))
+    loaded = load_model(result.best_checkpoint, CPU)
+    train_frame = pd.read_csv(splits_dir / "train.csv")
+    val_frame = pd.read_csv(splits_dir / "val.csv")
+    gallery = embed_frame(loaded, train_frame, data_dir, batch_size=5)
+    queries = embed_frame(loaded, val_frame, data_dir, batch_size=5)
+    evaluation = evaluate_split(val_frame, queries, build_index(gallery), train_frame)
+    assert evaluation.metrics["recall@1"] == result.best_val_recall_at_1
+    assert 0 < result.best_val_recall_at_1 < 1
