@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from imgcls_pipeline.core.atomic import atomic_path, write_csv_atomic
-from imgcls_pipeline.core.errors import UserError
+from imgcls_pipeline.core.errors import UserError, describe
 from imgcls_pipeline.core.tables import read_table
 
 IndexType = Literal["flat", "ivf", "hnsw"]
@@ -177,9 +177,8 @@ def _read_index(path: Path) -> faiss.Index:
     try:
         return faiss.read_index(str(path))
     except RuntimeError as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else "unreadable"
         raise UserError(
-            f"{path} is not a readable Faiss index ({reason}); delete it and rebuild the "
+            f"{path} is not a readable Faiss index ({describe(error)}); delete it and rebuild the "
             "faiss_index asset."
         ) from None
 
