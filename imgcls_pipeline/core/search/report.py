@@ -48,6 +48,12 @@ def png_markdown(png_bytes: bytes, alt: str) -> str:
 def confusion_matrix_png(
     matrix: Sequence[Sequence[int]] | np.ndarray, classes: Sequence[str]
 ) -> bytes:
+    return _png(confusion_matrix_figure(matrix, classes))
+
+
+def confusion_matrix_figure(
+    matrix: Sequence[Sequence[int]] | np.ndarray, classes: Sequence[str]
+) -> Figure:
     """Rows = true class, columns = predicted; colour is the share of the row, so small classes
     stand out as much as large ones. Counts are written in the cells only for a few classes."""
     counts = np.asarray(matrix, dtype=np.int64)
@@ -72,17 +78,21 @@ def confusion_matrix_png(
             if count:
                 colour = "white" if shares[row, col] > 0.5 else "black"
                 ax.text(col, row, str(count), ha="center", va="center", color=colour, fontsize=8)
-    return _png(fig)
+    return fig
 
 
 def training_curve_png(metrics_frame: pd.DataFrame) -> bytes:
+    return _png(training_curve_figure(metrics_frame))
+
+
+def training_curve_figure(metrics_frame: pd.DataFrame) -> Figure:
     """Train loss and validation Recall@K per epoch, from the training ``metrics.csv``;
     a dashed line marks where the phase (warm-up → fine-tune) changes."""
     fig = Figure(figsize=(10, 4), dpi=100, layout="constrained")
     loss_ax, recall_ax = fig.subplots(1, 2, sharex=True)
     if metrics_frame.empty:
         loss_ax.text(0.5, 0.5, "no epochs yet", ha="center", va="center")
-        return _png(fig)
+        return fig
     epochs = pd.to_numeric(metrics_frame["epoch"], errors="coerce")
     loss_ax.plot(epochs, pd.to_numeric(metrics_frame["train_loss"], errors="coerce"), marker=".")
     loss_ax.set_title("train loss")
@@ -103,14 +113,15 @@ def training_curve_png(metrics_frame: pd.DataFrame) -> bytes:
     for ax in (loss_ax, recall_ax):
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
-    return _png(fig)
+    return fig
 
 
 def worst_queries_png(
     rows: Sequence[Mapping[str, Any]], data_dir: str | os.PathLike[str], thumb: int = 96
 ) -> bytes:
-    """One line per row of ``evaluation.worst_query_rows``: the query image, then its nearest gallery
-    images captioned with class and (squared L2) distance d; red frames mark wrong classes."""
+    """One line per row of ``evaluation.worst_query_rows``: the query image, then its nearest
+    gallery images captioned with class and (squared L2) distance d; red frames mark wrong
+    classes."""
     font = ImageFont.load_default()
     columns = 1 + max((len(row["neighbours"]) for row in rows), default=0)
     cell_w, cell_h = thumb + _PAD, thumb + _CAPTION_LINES * _LINE_HEIGHT + _PAD
