@@ -19,8 +19,8 @@ import pandas as pd
 from imgcls_pipeline.core.atomic import write_csv_atomic, write_text_atomic
 from imgcls_pipeline.core.data.groups import EXCLUDED_COLUMNS, IMAGE_COLUMNS
 from imgcls_pipeline.core.data.splitting import SPLITS
-from imgcls_pipeline.core.errors import UserError, describe
-from imgcls_pipeline.core.tables import read_table
+from imgcls_pipeline.core.errors import UserError
+from imgcls_pipeline.core.tables import read_json_object, read_table
 
 SPLIT_DTYPES = {
     "image_path": str,
@@ -140,13 +140,5 @@ def read_split_settings(splits_dir: str | os.PathLike[str]) -> dict[str, float |
     path = Path(splits_dir) / SETTINGS_FILE
     if not path.is_file():
         return None
-    try:
-        settings = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(settings, dict):
-            raise ValueError("not a JSON object")
-    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError, not an object
-        raise UserError(
-            f"{path} is not a readable split settings file ({describe(error)}); delete it "
-            "(the next `imgcls split` writes it again)."
-        ) from None
-    return settings
+    remedy = "delete it (the next `imgcls split` writes it again)"
+    return read_json_object(path, what="split settings file", remedy=remedy)

@@ -20,6 +20,7 @@ from imgcls_pipeline.core.atomic import write_atomic, write_text_atomic
 from imgcls_pipeline.core.data.splitting import SPLITS
 from imgcls_pipeline.core.errors import UserError, describe
 from imgcls_pipeline.core.hashing import file_sha256
+from imgcls_pipeline.core.tables import read_json_object
 
 FOLDER = "embeddings"  # under the artifacts folder
 INFO_FILE = "info.json"
@@ -69,13 +70,11 @@ def read_info(folder: str | os.PathLike[str]) -> EmbeddingsInfo:
     path = Path(folder) / INFO_FILE
     if not path.is_file():
         raise UserError(f"No embeddings info at {path}; {REMEDY}.")
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-        return EmbeddingsInfo(**{f.name: raw[f.name] for f in fields(EmbeddingsInfo)})
-    except (ValueError, TypeError, KeyError) as error:  # not JSON, not an object, key missing
-        raise UserError(
-            f"{path} is not a readable embeddings info file ({describe(error)}); {REMEDY}."
-        ) from None
+    raw = read_json_object(path, what="embeddings info file", remedy=REMEDY)
+    missing = [f.name for f in fields(EmbeddingsInfo) if f.name not in raw]
+    if missing:
+        raise UserError(f"{path} lacks the key(s) {', '.join(missing)}; {REMEDY}.")
+    return EmbeddingsInfo(**{f.name: raw[f.name] for f in fields(EmbeddingsInfo)})
 
 
 def read_embeddings(folder: str | os.PathLike[str], split: str, rows: int) -> np.ndarray:

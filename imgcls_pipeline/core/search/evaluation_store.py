@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from imgcls_pipeline.core.atomic import write_text_atomic
-from imgcls_pipeline.core.errors import UserError, describe
+from imgcls_pipeline.core.tables import read_json_object
 
 FOLDER = "evaluation"  # under the artifacts folder
 
@@ -42,13 +42,5 @@ def read_evaluation(folder: str | os.PathLike[str], split: str) -> dict[str, Any
     path = report_path(folder, split)
     if not path.is_file():
         return None
-    try:
-        report = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(report, dict):
-            raise ValueError("not a JSON object")
-    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError, not an object
-        raise UserError(
-            f"{path} is not a readable evaluation report ({describe(error)}); "
-            "materialize the evaluation asset (or run `imgcls index`) again."
-        ) from None
-    return report
+    remedy = "materialize the evaluation asset (or run `imgcls index`) again"
+    return read_json_object(path, what="evaluation report", remedy=remedy)

@@ -25,7 +25,7 @@ import pandas as pd
 
 from imgcls_pipeline.core.atomic import atomic_path, write_csv_atomic, write_text_atomic
 from imgcls_pipeline.core.errors import UserError, describe
-from imgcls_pipeline.core.tables import read_table
+from imgcls_pipeline.core.tables import read_json_object, read_table
 
 IndexType = Literal["flat", "ivf", "hnsw"]
 INDEX_FILE = "gallery.faiss"
@@ -174,16 +174,7 @@ def read_index_info(folder: str | os.PathLike[str]) -> dict[str, Any]:
     path = Path(folder) / INFO_FILE
     if not path.is_file():
         return {}
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(info, dict):
-            raise ValueError("not a JSON object")
-    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError, not an object
-        raise UserError(
-            f"{path} is not a readable index info file ({describe(error)}); "
-            "rebuild the faiss_index asset."
-        ) from None
-    return info
+    return read_json_object(path, what="index info file", remedy="rebuild the faiss_index asset")
 
 
 def load_index(

@@ -102,11 +102,18 @@ def test_a_missing_info_file_is_a_user_error_naming_it(tmp_path):
         store.read_info(tmp_path)
 
 
-@pytest.mark.parametrize("text", ["{broken", "[]", '{"inputs": {}}'])
-def test_a_corrupt_info_file_is_one_sentence_naming_it(tmp_path, text):
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("{broken", "is not a readable embeddings info file"),
+        ("[]", "is not a readable embeddings info file"),
+        ('{"inputs": {}}', "lacks the key"),
+    ],
+)
+def test_a_corrupt_info_file_is_one_sentence_naming_it(tmp_path, text, problem):
     write_all(tmp_path, {"checkpoint_sha256": "c"})
     (tmp_path / "info.json").write_text(text)
-    with pytest.raises(UserError, match=r"info\.json is not a readable embeddings info") as caught:
+    with pytest.raises(UserError, match=rf"info\.json {problem}") as caught:
         store.read_info(tmp_path)
     assert "\n" not in str(caught.value)
     assert not store.is_current(tmp_path, {"checkpoint_sha256": "c"})
