@@ -38,6 +38,10 @@ EXCLUDED_FILE = "excluded.csv"
 SETTINGS_FILE = "split_settings.json"
 
 
+def split_path(splits_dir: str | os.PathLike[str], split: str) -> Path:
+    return Path(splits_dir) / f"{split}.csv"
+
+
 def read_ledger(splits_dir: str | os.PathLike[str]) -> pd.DataFrame:
     path = Path(splits_dir) / LEDGER_FILE
     if not path.is_file():
@@ -84,7 +88,7 @@ def write_split_files(
     folder = Path(splits_dir)
     paths = {}
     for split in SPLITS:
-        paths[split] = folder / f"{split}.csv"
+        paths[split] = split_path(folder, split)
         write_csv_atomic(paths[split], tables[split][IMAGE_COLUMNS])
     paths["excluded"] = folder / EXCLUDED_FILE
     write_csv_atomic(paths["excluded"], excluded[EXCLUDED_COLUMNS])
@@ -103,7 +107,7 @@ _FOREIGN = "it was not written by this pipeline: move it away and run `imgcls sp
 
 def read_split(splits_dir: str | os.PathLike[str], split: str) -> pd.DataFrame:
     """One split table; a missing or malformed file is a clear error naming it."""
-    path = Path(splits_dir) / f"{split}.csv"
+    path = split_path(splits_dir, split)
     if not path.is_file():
         raise _missing(path)
     return read_table(path, IMAGE_COLUMNS, remedy=_FOREIGN, dtype=SPLIT_DTYPES)[IMAGE_COLUMNS]
@@ -119,12 +123,8 @@ def read_excluded(splits_dir: str | os.PathLike[str]) -> pd.DataFrame:
 
 def read_existing_splits(splits_dir: str | os.PathLike[str]) -> dict[str, pd.DataFrame]:
     """The split tables already on disk (empty dict when there are none yet)."""
-    folder = Path(splits_dir)
-    if not any((folder / f"{split}.csv").is_file() for split in SPLITS):
-        return {}
-    return {
-        split: read_split(folder, split) for split in SPLITS if (folder / f"{split}.csv").is_file()
-    }
+    present = [split for split in SPLITS if split_path(splits_dir, split).is_file()]
+    return {split: read_split(splits_dir, split) for split in present}
 
 
 def write_split_settings(

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from imgcls_pipeline.core.atomic import write_atomic, write_text_atomic
+from imgcls_pipeline.core.data.split_files import split_path
 from imgcls_pipeline.core.data.splitting import SPLITS
 from imgcls_pipeline.core.errors import UserError, describe
 from imgcls_pipeline.core.hashing import file_sha256
@@ -41,7 +42,7 @@ def inputs_signature(checkpoint: Path, splits_dir: Path) -> dict[str, str]:
     """What the embeddings depend on: the checkpoint's and each split table's bytes."""
     signature = {"checkpoint_sha256": file_sha256(checkpoint)}
     for split in SPLITS:
-        signature[split] = file_sha256(Path(splits_dir) / f"{split}.csv")
+        signature[split] = file_sha256(split_path(splits_dir, split))
     return signature
 
 
