@@ -78,7 +78,7 @@ def read_info(folder: str | os.PathLike[str]) -> EmbeddingsInfo:
     return EmbeddingsInfo(**{f.name: raw[f.name] for f in fields(EmbeddingsInfo)})
 
 
-def read_embeddings(folder: str | os.PathLike[str], split: str, rows: int) -> np.ndarray:
+def read_embeddings(folder: str | os.PathLike[str], split: str, *, rows: int) -> np.ndarray:
     """The ``(rows, D)`` embeddings of ``split``; a missing, unreadable or stale file (another
     row count than the split table's ``rows``) is a UserError naming it."""
     path = Path(folder) / f"{split}.npy"
