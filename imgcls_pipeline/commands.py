@@ -119,7 +119,8 @@ def predict(tokens: Sequence[str]) -> int:
 
 def _check_index_matches(index_dir: Path, checkpoint: str) -> None:
     """The index must hold embeddings of the same model, or every distance is meaningless."""
-    from imgcls_pipeline.core.search.inference import file_sha256, read_index_info
+    from imgcls_pipeline.core.hashing import file_sha256
+    from imgcls_pipeline.core.search.index import read_index_info
 
     info = read_index_info(index_dir)
     if not Path(checkpoint).is_file() or "checkpoint_sha256" not in info:

@@ -6,3 +6,10 @@ class UserError(Exception):
 
     The CLI prints these without a traceback; Dagster shows them as the step's failure message.
     """
+
+
+def describe(error: BaseException) -> str:
+    """``Type: first line of the message`` of an exception caught from a library, short enough to
+    sit inside a one-sentence UserError (library messages often run to many lines)."""
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__

@@ -1,14 +1,16 @@
-"""Reading back the CSV tables this pipeline writes (splits, ledger, gallery)."""
+"""Reading back the files this pipeline writes: CSV tables (splits, ledger, gallery) and JSON
+objects (split settings, embeddings and index info, evaluation reports)."""
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
 
-from imgcls_pipeline.core.errors import UserError
+from imgcls_pipeline.core.errors import UserError, describe
 
 
 def read_table(
@@ -28,3 +30,16 @@ def read_table(
     if missing:
         raise UserError(f"'{path}' lacks the column(s) {', '.join(missing)}; {remedy}.")
     return frame
+
+
+def read_json_object(path: str | os.PathLike[str], *, what: str, remedy: str) -> dict[str, Any]:
+    """The JSON object in ``path``; anything else is one UserError naming it as ``what`` (a
+    readable name for the file) and ``remedy``."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            value = json.load(handle)
+        if not isinstance(value, dict):
+            raise ValueError("not a JSON object")
+    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError, not an object
+        raise UserError(f"{path} is not a readable {what} ({describe(error)}); {remedy}.") from None
+    return value

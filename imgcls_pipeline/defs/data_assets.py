@@ -1,25 +1,27 @@
 """Assets of the data half: photo folder → image_manifest → id_groups → splits."""
 
-import json
 import warnings
 from dataclasses import dataclass
 
 import dagster as dg
 import pandas as pd
 
-from imgcls_pipeline.core.atomic import write_parquet_atomic, write_text_atomic
 from imgcls_pipeline.core.data.groups import IdGroups, select_id_groups
 from imgcls_pipeline.core.data.manifest import (
     LAYOUT_HELP,
     class_folders,
     folder_fingerprint,
     manifest_fingerprint,
+    read_saved_manifest,
     scan_manifest,
+    write_manifest,
 )
 from imgcls_pipeline.core.data.split_files import (
     previous_assignment_on_disk,
+    read_split_settings,
     write_ledger,
     write_split_files,
+    write_split_settings,
 )
 from imgcls_pipeline.core.data.splitting import (
     MIN_IDS_FOR_ALL_SPLITS,
@@ -34,8 +36,6 @@ from imgcls_pipeline.defs.resources import PipelinePaths
 from imgcls_pipeline.defs.run_config import IdGroupsConfig, SplitsConfig, to_pipeline_config
 
 GROUP = "data"
-# The ratios and seed the split files were last written with.
-SETTINGS_FILE = "split_settings.json"
 # Metadata key of image_manifest: the photo folder's fingerprint when it was scanned.
 FINGERPRINT_KEY = "folder_fingerprint"
 
@@ -70,12 +70,10 @@ def photo_folder(paths: PipelinePaths) -> dg.DataVersion:
     "files are not reopened.",
 )
 def image_manifest(context: dg.AssetExecutionContext, paths: PipelinePaths) -> pd.DataFrame:
-    cache = paths.artifacts / "manifest.parquet"
-    previous = pd.read_parquet(cache) if cache.is_file() else None
-    manifest, opened = scan_manifest(paths.data, previous)
+    manifest, opened = scan_manifest(paths.data, read_saved_manifest(paths.artifacts))
     if manifest.empty:
         raise UserError(f"Data folder '{paths.data}' is empty: {LAYOUT_HELP}.")
-    write_parquet_atomic(cache, manifest)
+    cache = write_manifest(paths.artifacts, manifest)
     status_counts = manifest["status"].value_counts()
     context.log.info(
         f"{len(manifest)} files, {opened} headers read, {len(manifest) - opened} reused"
@@ -164,9 +162,7 @@ def splits(
     tables = split_tables(images, assignment)
     written = write_split_files(paths.splits, tables, id_groups.excluded)
     write_ledger(paths.splits, assignment, id_classes)
-    write_text_atomic(
-        paths.splits / SETTINGS_FILE, json.dumps({**ratios, "seed": config.seed}, indent=2)
-    )
+    write_split_settings(paths.splits, ratios, config.seed)
 
     kept_ids = set(id_classes)
     carried = sum(1 for object_id in kept_ids if object_id in previous)
@@ -207,11 +203,8 @@ def _warn_if_settings_changed(
 ) -> None:
     """Stable splits ignore new ratios/seed for IDs already assigned: say so rather than
     leave a user wondering why --train_ratio changed nothing."""
-    settings_file = paths.splits / SETTINGS_FILE
-    if not (has_previous and settings_file.is_file()):
-        return
-    before = json.loads(settings_file.read_text())
-    if before != {**ratios, "seed": seed}:
+    before = read_split_settings(paths.splits) if has_previous else None
+    if before is not None and before != {**ratios, "seed": seed}:
         context.log.warning(
             f"The splits in {paths.splits} were made with {before}; IDs already assigned keep "
             f"their split (stable splits), and only new IDs follow {ratios}, seed {seed}. "

@@ -4,7 +4,7 @@ import dagster as dg
 import pandas as pd
 
 from imgcls_pipeline.core.data.groups import IdGroups
-from imgcls_pipeline.core.data.split_files import read_split
+from imgcls_pipeline.core.data.split_files import read_excluded, read_split
 from imgcls_pipeline.core.data.splitting import SPLITS, share_deviations
 from imgcls_pipeline.defs.data_assets import SplitResult, splits
 from imgcls_pipeline.defs.markdown import frame_markdown
@@ -63,7 +63,7 @@ def every_usable_photo_in_one_split(
     paths: PipelinePaths, image_manifest: pd.DataFrame, id_groups: IdGroups
 ) -> dg.AssetCheckResult:
     tables = _tables_on_disk(paths)
-    excluded = pd.read_csv(paths.splits / "excluded.csv", dtype=str, keep_default_na=False)
+    excluded = read_excluded(paths.splits)
     in_splits = pd.concat([t["image_path"] for t in tables.values()])
     listed = pd.concat([in_splits, excluded["image_path"]])
     problems = _unexplained(image_manifest, in_splits, excluded, id_groups)

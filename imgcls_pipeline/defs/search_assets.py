@@ -4,17 +4,14 @@ torch, timm and faiss are imported inside the assets, not here: loading the code
 sensors, `imgcls split`) then costs about a second instead of five.
 """
 
-import hashlib
-import json
 from pathlib import Path
 
 import dagster as dg
-import numpy as np
 
-from imgcls_pipeline.core.atomic import write_atomic, write_text_atomic
 from imgcls_pipeline.core.data.split_files import read_split
 from imgcls_pipeline.core.data.splitting import SPLITS
 from imgcls_pipeline.core.errors import UserError
+from imgcls_pipeline.core.search import embeddings_store, evaluation_store
 from imgcls_pipeline.defs.data_assets import splits
 from imgcls_pipeline.defs.gpu import GpuResource
 from imgcls_pipeline.defs.resources import PipelinePaths
@@ -28,23 +25,15 @@ EvaluationConfig = config_class("evaluation")
 
 
 def _best_checkpoint(paths: PipelinePaths) -> Path:
-    best = paths.checkpoints / "best_model.pt"
+    from imgcls_pipeline.core.training.checkpoint import BEST
+
+    best = paths.checkpoints / BEST
     if not best.is_file():
         raise UserError(
             f"No trained model at {best}: materialize trained_checkpoint (or run `imgcls train`) "
-            f"first, or point IMGCLS_CHECKPOINT_DIR at the folder holding best_model.pt."
+            f"first, or point IMGCLS_CHECKPOINT_DIR at the folder holding {BEST}."
         )
     return best
-
-
-def _inputs_signature(checkpoint: Path, splits_dir: Path) -> dict[str, str]:
-    """What the embeddings depend on: the checkpoint's and each split table's bytes."""
-    from imgcls_pipeline.core.search.inference import file_sha256
-
-    signature = {"checkpoint_sha256": file_sha256(checkpoint)}
-    for split in SPLITS:
-        signature[split] = hashlib.sha256((splits_dir / f"{split}.csv").read_bytes()).hexdigest()
-    return signature
 
 
 @dg.asset(
@@ -65,14 +54,9 @@ def embeddings(
 
     to_pipeline_config(config)
     checkpoint = _best_checkpoint(paths)
-    folder = paths.artifacts / "embeddings"
-    info_file = folder / "info.json"
-    signature = _inputs_signature(checkpoint, paths.splits)
-    if (
-        info_file.is_file()
-        and json.loads(info_file.read_text()).get("inputs") == signature
-        and all((folder / f"{split}.npy").is_file() for split in SPLITS)
-    ):
+    folder = paths.artifacts / embeddings_store.FOLDER
+    inputs = embeddings_store.inputs_signature(checkpoint, paths.splits)
+    if embeddings_store.is_current(folder, inputs):
         context.log.info("Checkpoint and splits unchanged: embeddings are up to date.")
         return dg.MaterializeResult(metadata={"recomputed": False, "checkpoint": str(checkpoint)})
 
@@ -89,19 +73,19 @@ def embeddings(
             batch_size=config.embedding_batch_size,
             num_workers=workers,
         )
-        write_atomic(folder / f"{split}.npy", lambda handle, m=matrix: np.save(handle, m))
+        embeddings_store.write_embeddings(folder, split, matrix)
         rows[split] = len(frame)
         dimension = matrix.shape[1] if matrix.ndim == 2 else dimension
         context.log.info(f"{split}: {len(frame)} embeddings")
-    info = {
-        "inputs": signature,
-        "checkpoint": str(checkpoint),
-        "epoch": int(loaded.checkpoint.get("epoch", -1)),
-        "backbone": loaded.checkpoint["config"]["model"]["backbone"],
-        "image_size": loaded.image_size,
-        "rows": rows,
-    }
-    write_text_atomic(info_file, json.dumps(info, indent=2))
+    info = embeddings_store.EmbeddingsInfo(
+        inputs=inputs,
+        checkpoint=str(checkpoint),
+        epoch=int(loaded.checkpoint.get("epoch", -1)),
+        backbone=loaded.checkpoint["config"]["model"]["backbone"],
+        image_size=loaded.image_size,
+        rows=rows,
+    )
+    embeddings_store.write_info(folder, info)
     return dg.MaterializeResult(
         metadata={
             "recomputed": True,
@@ -123,32 +107,22 @@ def embeddings(
 def faiss_index(
     context: dg.AssetExecutionContext, config: FaissIndexConfig, paths: PipelinePaths
 ) -> dg.MaterializeResult:
-    from imgcls_pipeline.core.search.index import build_index, save_index
-    from imgcls_pipeline.core.search.inference import INDEX_INFO_FILE
+    from imgcls_pipeline.core.search.index import FOLDER, INDEX_FILE, build_index, save_index
 
     to_pipeline_config(config)
     gallery = read_split(paths.splits, "train")
-    vectors = np.load(paths.artifacts / "embeddings" / "train.npy")
-    if len(vectors) != len(gallery):
-        raise UserError(
-            "The train embeddings do not match train.csv (different row counts); "
-            "materialize the embeddings asset again."
-        )
+    embeddings_dir = paths.artifacts / embeddings_store.FOLDER
+    vectors = embeddings_store.read_embeddings(embeddings_dir, "train", rows=len(gallery))
+    built_from = embeddings_store.read_info(embeddings_dir)
     index = build_index(vectors, config.index_type)
-    folder = paths.artifacts / "index"
-    save_index(index, gallery, folder)
-    built_from = json.loads((paths.artifacts / "embeddings" / "info.json").read_text())
-    write_text_atomic(
-        folder / INDEX_INFO_FILE,
-        json.dumps(
-            {
-                "checkpoint": built_from["checkpoint"],
-                "checkpoint_sha256": built_from["inputs"]["checkpoint_sha256"],
-                "index_type": config.index_type,
-                "rows": int(index.ntotal),
-            },
-            indent=2,
-        ),
+    folder = paths.artifacts / FOLDER
+    save_index(
+        index,
+        gallery,
+        folder,
+        checkpoint=built_from.checkpoint,
+        checkpoint_sha256=built_from.inputs["checkpoint_sha256"],
+        index_type=config.index_type,
     )
     context.log.info(f"Indexed {index.ntotal} gallery images ({config.index_type}).")
     return dg.MaterializeResult(
@@ -156,7 +130,7 @@ def faiss_index(
             "dagster/row_count": int(index.ntotal),
             "index_type": config.index_type,
             "dimension": int(index.d),
-            "index_file": dg.MetadataValue.path(str(folder / "gallery.faiss")),
+            "index_file": dg.MetadataValue.path(str(folder / INDEX_FILE)),
         }
     )
 
@@ -173,7 +147,7 @@ def evaluation(
     context: dg.AssetExecutionContext, config: EvaluationConfig, paths: PipelinePaths
 ) -> dg.MaterializeResult:
     from imgcls_pipeline.core.search.evaluation import evaluate_split
-    from imgcls_pipeline.core.search.index import load_index
+    from imgcls_pipeline.core.search.index import FOLDER, load_index
     from imgcls_pipeline.core.search.report import (
         confusion_matrix_png,
         metrics_markdown_table,
@@ -182,7 +156,7 @@ def evaluation(
     )
 
     to_pipeline_config(config)  # validates eval_splits, recall_k_values, top_k
-    index, gallery = load_index(paths.artifacts / "index")
+    index, gallery = load_index(paths.artifacts / FOLDER)
     metadata: dict = {}
     for split in config.eval_splits:
         queries = read_split(paths.splits, split)
@@ -192,7 +166,9 @@ def evaluation(
             )
             metadata[f"{split}/queries"] = 0
             continue
-        vectors = np.load(paths.artifacts / "embeddings" / f"{split}.npy")
+        vectors = embeddings_store.read_embeddings(
+            paths.artifacts / embeddings_store.FOLDER, split, rows=len(queries)
+        )
         result = evaluate_split(
             queries,
             vectors,
@@ -201,14 +177,11 @@ def evaluation(
             recall_k_values=config.recall_k_values,
             top_k=config.top_k,
         )
-        report = {
-            **result.metrics,
-            "split": split,
-            "settings": {"min_val_recall_at_1": config.min_val_recall_at_1},
-        }
-        write_text_atomic(
-            paths.artifacts / "evaluation" / f"{split}.json",
-            json.dumps(report, indent=2, ensure_ascii=False),
+        evaluation_store.write_evaluation(
+            paths.artifacts / evaluation_store.FOLDER,
+            split,
+            result.metrics,
+            min_val_recall_at_1=config.min_val_recall_at_1,
         )
         summary = ", ".join(f"{k} {result.metrics[k]:.4f}" for k in result.headline_keys)
         context.log.info(f"{split}: {summary}")
@@ -233,14 +206,13 @@ def evaluation(
     description="val Recall@1 is at least min_val_recall_at_1 (set in the evaluation config).",
 )
 def val_recall_at_1_floor(paths: PipelinePaths) -> dg.AssetCheckResult:
-    report_file = paths.artifacts / "evaluation" / "val.json"
-    if not report_file.is_file():
+    report = evaluation_store.read_evaluation(paths.artifacts / evaluation_store.FOLDER, "val")
+    if report is None:
         return dg.AssetCheckResult(
             passed=False,
             severity=dg.AssetCheckSeverity.WARN,
             metadata={"reason": "val was not evaluated (eval_splits lacks val, or val is empty)"},
         )
-    report = json.loads(report_file.read_text())
     floor = float(report.get("settings", {}).get("min_val_recall_at_1", 0.0))
     value = float(report["recall@1"])
     return dg.AssetCheckResult(

@@ -4,7 +4,7 @@ import pytest
 
 from imgcls_pipeline.core.data.split_files import read_ledger
 from imgcls_pipeline.core.errors import UserError
-from imgcls_pipeline.core.tables import read_table
+from imgcls_pipeline.core.tables import read_json_object, read_table
 
 
 def test_ids_stay_text(tmp_path: Path) -> None:
@@ -26,3 +26,31 @@ def test_a_broken_ledger_is_one_sentence(tmp_path: Path, text: bytes, message: s
     with pytest.raises(UserError, match=message) as raised:
         read_ledger(tmp_path)
     assert "delete the whole splits folder" in str(raised.value)
+
+
+def test_a_json_object_reads_back(tmp_path: Path) -> None:
+    (tmp_path / "info.json").write_text('{"rows": 3, "name": "개"}', encoding="utf-8")
+    assert read_json_object(tmp_path / "info.json", what="info file", remedy="fix it") == {
+        "rows": 3,
+        "name": "개",
+    }
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b"", "JSONDecodeError"),
+        (b'{"rows": 3', "JSONDecodeError"),
+        (b"\xff\xfe{}", "UnicodeDecodeError"),
+        (b"[1, 2]", "not a JSON object"),
+    ],
+)
+def test_anything_but_a_json_object_is_one_sentence(
+    tmp_path: Path, content: bytes, reason: str
+) -> None:
+    (tmp_path / "info.json").write_bytes(content)
+    with pytest.raises(UserError) as raised:
+        read_json_object(tmp_path / "info.json", what="info file", remedy="rebuild it")
+    message = str(raised.value)
+    assert message.startswith(f"{tmp_path / 'info.json'} is not a readable info file (")
+    assert reason in message and message.endswith("; rebuild it.") and "\n" not in message

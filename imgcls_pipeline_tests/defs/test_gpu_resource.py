@@ -36,11 +36,18 @@ def test_cpu_machine_gets_fp32_and_no_accumulation() -> None:
 
 
 def test_setup_detects_this_machine() -> None:
+    import torch
+
     with dg.build_init_resource_context() as context:
         resource = GpuResource()
         resource.setup_for_execution(context)
-    assert resource.gpu_count >= 0
-    assert resource.resolve().device in ("cpu", "cuda")
+    # The probe runs in a subprocess (so the parent never initialises CUDA); it must see what
+    # torch sees here.
+    visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    assert resource.gpu_count == visible
+    settings = resource.resolve()
+    assert settings.device == ("cuda" if visible else "cpu")
+    assert settings.name == (torch.cuda.get_device_name(0) if visible else "cpu")
 
 
 def test_several_gpus_launch_torchrun() -> None:

@@ -9,7 +9,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from imgcls_pipeline.core.data.transforms import load_rgb
+from imgcls_pipeline.core.data.images import load_rgb
 
 
 def class_list(train_frame: pd.DataFrame) -> list[str]:

@@ -1,7 +1,7 @@
 """The image manifest: one row per file under the data folder, with what we know about it.
 
 Only headers are read (no pixel decoding), and a re-scan reopens only files whose
-(path, size, mtime) changed since the previous manifest.
+(path, size, mtime) changed since the previous manifest, kept in ``manifest.parquet``.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from imgcls_pipeline.core.atomic import write_parquet_atomic
 from imgcls_pipeline.core.data.image_header import quiet_pixel_warnings, read_header
 from imgcls_pipeline.core.data.naming import is_image_extension, normalize_label, parse_image_name
 from imgcls_pipeline.core.errors import UserError
@@ -31,6 +32,7 @@ MANIFEST_COLUMNS = [
     "status",
     "detail",
 ]
+MANIFEST_FILE = "manifest.parquet"  # under the artifacts folder
 LAYOUT_HELP = (
     "put one sub-folder per class in it, holding photos named {ID}_{sequence}.jpg "
     "(e.g. data/plant/plant001_1.jpg), or point --data_dir / IMGCLS_DATA_DIR at your photo folder"
@@ -224,6 +226,24 @@ def _typed(frame: pd.DataFrame) -> pd.DataFrame:
             "detail": str,
         }
     )
+
+
+def write_manifest(artifacts_dir: str | os.PathLike[str], manifest: pd.DataFrame) -> Path:
+    path = Path(artifacts_dir) / MANIFEST_FILE
+    write_parquet_atomic(path, manifest)
+    return path
+
+
+def read_saved_manifest(artifacts_dir: str | os.PathLike[str]) -> pd.DataFrame | None:
+    """The manifest of the previous scan, or None when there is none or it cannot be read: it
+    only saves reopening files, so the scan then simply reads every header again."""
+    path = Path(artifacts_dir) / MANIFEST_FILE
+    if not path.is_file():
+        return None
+    try:
+        return pd.read_parquet(path)
+    except (OSError, ValueError):  # pyarrow's ArrowInvalid is a ValueError
+        return None
 
 
 def folder_fingerprint(data_dir: str | os.PathLike[str]) -> str:

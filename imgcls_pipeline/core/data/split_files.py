@@ -1,5 +1,6 @@
 """The split files users read and keep: ``train.csv``, ``val.csv``, ``test.csv``, ``excluded.csv``,
-and ``assignments.csv``, the ledger of every object_id ever given a split.
+``assignments.csv``, the ledger of every object_id ever given a split, and
+``split_settings.json``, the ratios and seed the tables were last written with.
 
 The ledger is what keeps splits stable: an ID that drops out for a while (its class left out of
 ``class_names``, a photo below ``min_image_size``, a label conflict) is absent from the split
@@ -8,17 +9,18 @@ tables, but when it comes back it returns to the split it had, never to another 
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
 
 import pandas as pd
 
-from imgcls_pipeline.core.atomic import write_csv_atomic
+from imgcls_pipeline.core.atomic import write_csv_atomic, write_text_atomic
 from imgcls_pipeline.core.data.groups import EXCLUDED_COLUMNS, IMAGE_COLUMNS
 from imgcls_pipeline.core.data.splitting import SPLITS
 from imgcls_pipeline.core.errors import UserError
-from imgcls_pipeline.core.tables import read_table
+from imgcls_pipeline.core.tables import read_json_object, read_table
 
 SPLIT_DTYPES = {
     "image_path": str,
@@ -32,6 +34,12 @@ SPLIT_DTYPES = {
 
 LEDGER_FILE = "assignments.csv"
 LEDGER_COLUMNS = ["object_id", "class_name", "split"]
+EXCLUDED_FILE = "excluded.csv"
+SETTINGS_FILE = "split_settings.json"
+
+
+def split_path(splits_dir: str | os.PathLike[str], split: str) -> Path:
+    return Path(splits_dir) / f"{split}.csv"
 
 
 def read_ledger(splits_dir: str | os.PathLike[str]) -> pd.DataFrame:
@@ -80,30 +88,57 @@ def write_split_files(
     folder = Path(splits_dir)
     paths = {}
     for split in SPLITS:
-        paths[split] = folder / f"{split}.csv"
+        paths[split] = split_path(folder, split)
         write_csv_atomic(paths[split], tables[split][IMAGE_COLUMNS])
-    paths["excluded"] = folder / "excluded.csv"
+    paths["excluded"] = folder / EXCLUDED_FILE
     write_csv_atomic(paths["excluded"], excluded[EXCLUDED_COLUMNS])
     return paths
 
 
+def _missing(path: Path) -> UserError:
+    return UserError(
+        f"Split file '{path}' is missing: run `imgcls split` (or materialize the `splits` "
+        f"asset) first, or point --splits_dir / IMGCLS_SPLITS_DIR at the folder holding it."
+    )
+
+
+_FOREIGN = "it was not written by this pipeline: move it away and run `imgcls split` again"
+
+
 def read_split(splits_dir: str | os.PathLike[str], split: str) -> pd.DataFrame:
     """One split table; a missing or malformed file is a clear error naming it."""
-    path = Path(splits_dir) / f"{split}.csv"
+    path = split_path(splits_dir, split)
     if not path.is_file():
-        raise UserError(
-            f"Split file '{path}' is missing: run `imgcls split` (or materialize the `splits` "
-            f"asset) first, or point --splits_dir / IMGCLS_SPLITS_DIR at the folder holding it."
-        )
-    remedy = "it was not written by this pipeline: move it away and run `imgcls split` again"
-    return read_table(path, IMAGE_COLUMNS, remedy=remedy, dtype=SPLIT_DTYPES)[IMAGE_COLUMNS]
+        raise _missing(path)
+    return read_table(path, IMAGE_COLUMNS, remedy=_FOREIGN, dtype=SPLIT_DTYPES)[IMAGE_COLUMNS]
+
+
+def read_excluded(splits_dir: str | os.PathLike[str]) -> pd.DataFrame:
+    """``excluded.csv``: every file in no split, with its reason; errors as ``read_split``."""
+    path = Path(splits_dir) / EXCLUDED_FILE
+    if not path.is_file():
+        raise _missing(path)
+    return read_table(path, EXCLUDED_COLUMNS, remedy=_FOREIGN)[EXCLUDED_COLUMNS]
 
 
 def read_existing_splits(splits_dir: str | os.PathLike[str]) -> dict[str, pd.DataFrame]:
     """The split tables already on disk (empty dict when there are none yet)."""
-    folder = Path(splits_dir)
-    if not any((folder / f"{split}.csv").is_file() for split in SPLITS):
-        return {}
-    return {
-        split: read_split(folder, split) for split in SPLITS if (folder / f"{split}.csv").is_file()
-    }
+    present = [split for split in SPLITS if split_path(splits_dir, split).is_file()]
+    return {split: read_split(splits_dir, split) for split in present}
+
+
+def write_split_settings(
+    splits_dir: str | os.PathLike[str], ratios: Mapping[str, float], seed: int
+) -> None:
+    settings = {**ratios, "seed": seed}
+    write_text_atomic(Path(splits_dir) / SETTINGS_FILE, json.dumps(settings, indent=2))
+
+
+def read_split_settings(splits_dir: str | os.PathLike[str]) -> dict[str, float | int] | None:
+    """The ratios and ``seed`` the split files were last written with; None before the first
+    split. An unreadable file is a UserError naming it."""
+    path = Path(splits_dir) / SETTINGS_FILE
+    if not path.is_file():
+        return None
+    remedy = "delete it (the next `imgcls split` writes it again)"
+    return read_json_object(path, what="split settings file", remedy=remedy)

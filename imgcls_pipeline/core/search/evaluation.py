@@ -17,8 +17,8 @@ from imgcls_pipeline.core.search.metrics import (
     evaluate_retrieval,
     neighbour_codes,
     neighbours_needed,
+    predict_labels,
 )
-from imgcls_pipeline.core.search.report import worst_query_rows
 
 # MAP@R needs R = (gallery images of the query's class) neighbours per query. Up to this depth
 # all queries are searched at once; deeper, MAP@R is computed over blocks of queries so the
@@ -105,3 +105,48 @@ def blocked_map_at_r(
     ap = np.concatenate(scores)
     ap = ap[~np.isnan(ap)]
     return float(ap.mean()) if ap.size else None
+
+
+def worst_query_rows(
+    query_frame: pd.DataFrame,
+    gallery_frame: pd.DataFrame,
+    indices: np.ndarray,
+    distances: np.ndarray,
+    *,
+    top_k: int,
+    count: int = 8,
+    shown: int = 5,
+) -> list[dict[str, Any]]:
+    """The ``count`` worst queries for ``report.worst_queries_png``: wrong votes first, then lowest
+    vote confidence; each with its ``shown`` nearest gallery images.
+
+    Frames have ``image_path`` and ``class_name``; ``indices``/``distances`` are the search
+    results of the queries (ranked, -1 padded) against the gallery rows.
+    """
+    predicted, confidence = predict_labels(
+        gallery_frame["class_name"].tolist(), indices, distances, top_k
+    )
+    truth = query_frame["class_name"].tolist()
+    wrong = np.array([p != t for p, t in zip(predicted, truth, strict=True)])
+    order = np.lexsort((np.arange(len(truth)), confidence, ~wrong))[:count]
+    rows = []
+    for q in order:
+        neighbours = [
+            {
+                "image_path": gallery_frame["image_path"].iat[g],
+                "class_name": gallery_frame["class_name"].iat[g],
+                "distance": float(d),
+            }
+            for g, d in zip(indices[q, :shown], distances[q, :shown], strict=True)
+            if g >= 0
+        ]
+        rows.append(
+            {
+                "image_path": query_frame["image_path"].iat[q],
+                "class_name": truth[q],
+                "predicted": predicted[q],
+                "confidence": float(confidence[q]),
+                "neighbours": neighbours,
+            }
+        )
+    return rows

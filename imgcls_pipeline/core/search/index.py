@@ -1,4 +1,8 @@
-"""The Faiss gallery index: build it, save/load it beside its gallery table, search it.
+"""The Faiss gallery index: build it, search it, and its bundle on disk.
+
+The bundle is ``gallery.faiss`` (the index), ``gallery.csv`` (row i → ``image_path``,
+``class_name``, ``object_id`` of index row i) and ``info.json`` (the checkpoint whose embeddings
+it holds, by path and SHA-256, the index type and row count).
 
 ``flat`` (IndexFlatL2) is exact and the default. ``ivf`` (IndexIVFFlat) and ``hnsw``
 (IndexHNSWFlat) are approximate, for galleries in the millions. Faiss's L2 indexes return
@@ -9,22 +13,25 @@ On disk the index is always a CPU index, so a GPU-built gallery loads on any mac
 from __future__ import annotations
 
 import functools
+import json
 import math
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import faiss
 import numpy as np
 import pandas as pd
 
-from imgcls_pipeline.core.atomic import atomic_path, write_csv_atomic
-from imgcls_pipeline.core.errors import UserError
-from imgcls_pipeline.core.tables import read_table
+from imgcls_pipeline.core.atomic import atomic_path, write_csv_atomic, write_text_atomic
+from imgcls_pipeline.core.errors import UserError, describe
+from imgcls_pipeline.core.tables import read_json_object, read_table
 
 IndexType = Literal["flat", "ivf", "hnsw"]
 INDEX_FILE = "gallery.faiss"
 GALLERY_FILE = "gallery.csv"
+INFO_FILE = "info.json"
+FOLDER = "index"  # under the artifacts folder
 GALLERY_COLUMNS = ["image_path", "class_name", "object_id"]
 HNSW_M = 32
 HNSW_EF_SEARCH = 128
@@ -137,22 +144,44 @@ def _as_float32(x: np.ndarray) -> np.ndarray:
 
 
 def save_index(
-    index: faiss.Index, gallery_frame: pd.DataFrame, folder: str | os.PathLike[str]
+    index: faiss.Index,
+    gallery_frame: pd.DataFrame,
+    folder: str | os.PathLike[str],
+    *,
+    checkpoint: str,
+    checkpoint_sha256: str,
+    index_type: IndexType,
 ) -> None:
-    """Write ``gallery.faiss`` (CPU index) and ``gallery.csv`` (row i → image_path, class_name,
-    object_id of index row i), each atomically."""
+    """Write the bundle, each file atomically, ``info.json`` last."""
     if len(gallery_frame) != index.ntotal:
         raise ValueError(f"{len(gallery_frame)} gallery rows for {index.ntotal} index vectors")
     folder = Path(folder)
     with atomic_path(folder / INDEX_FILE) as temp:
         faiss.write_index(_to_cpu(index), str(temp))
     write_csv_atomic(folder / GALLERY_FILE, gallery_frame[GALLERY_COLUMNS])
+    info = {
+        "checkpoint": checkpoint,
+        "checkpoint_sha256": checkpoint_sha256,
+        "index_type": index_type,
+        "rows": int(index.ntotal),
+    }
+    write_text_atomic(folder / INFO_FILE, json.dumps(info, indent=2))
+
+
+def read_index_info(folder: str | os.PathLike[str]) -> dict[str, Any]:
+    """The bundle's ``info.json``, or {} for an index saved without one (nothing to check it
+    against); an unreadable file is a UserError naming it."""
+    path = Path(folder) / INFO_FILE
+    if not path.is_file():
+        return {}
+    return read_json_object(path, what="index info file", remedy="rebuild the faiss_index asset")
 
 
 def load_index(
     folder: str | os.PathLike[str], use_gpu: bool | None = None
 ) -> tuple[faiss.Index, pd.DataFrame]:
-    """Read what ``save_index`` wrote; a missing, corrupt or mismatched pair is a UserError."""
+    """The index and gallery table of the bundle; a missing, corrupt or mismatched pair is a
+    UserError."""
     folder = Path(folder)
     index_path, gallery_path = folder / INDEX_FILE, folder / GALLERY_FILE
     missing = [p.name for p in (index_path, gallery_path) if not p.is_file()]
@@ -177,9 +206,8 @@ def _read_index(path: Path) -> faiss.Index:
     try:
         return faiss.read_index(str(path))
     except RuntimeError as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else "unreadable"
         raise UserError(
-            f"{path} is not a readable Faiss index ({reason}); delete it and rebuild the "
+            f"{path} is not a readable Faiss index ({describe(error)}); delete it and rebuild the "
             "faiss_index asset."
         ) from None
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,31 +11,17 @@ import faiss
 import numpy as np
 import pandas as pd
 import torch
+from torchvision.transforms import v2
 
 from imgcls_pipeline.core.data.dataset import ImageDataset, make_loader
+from imgcls_pipeline.core.data.images import load_rgb
 from imgcls_pipeline.core.data.naming import is_image_extension
-from imgcls_pipeline.core.data.transforms import eval_transform, load_rgb
+from imgcls_pipeline.core.data.transforms import eval_transform
 from imgcls_pipeline.core.errors import UserError
 from imgcls_pipeline.core.search.embedding import compute_embeddings, inference_settings
 from imgcls_pipeline.core.search.index import search
 from imgcls_pipeline.core.search.metrics import predict_labels
 from imgcls_pipeline.core.training.model import EmbeddingModel, load_embedding_model
-
-INDEX_INFO_FILE = "info.json"
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def read_index_info(index_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """What the index was built from (written beside it by the faiss_index asset), or {}."""
-    path = Path(index_dir) / INDEX_INFO_FILE
-    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def pick_device() -> torch.device:
@@ -52,6 +36,12 @@ class LoadedModel:
     checkpoint: dict[str, Any]
     amp_dtype: torch.dtype | None = None
     channels_last: bool = False
+
+    def transform(self) -> v2.Compose:
+        """The evaluation transform at the size and normalisation the model was trained with."""
+        return eval_transform(
+            self.image_size, self.model.mean, self.model.std, self.model.interpolation
+        )
 
 
 def load_model(
@@ -77,10 +67,7 @@ def embed_frame(
     progress: bool = False,
 ) -> np.ndarray:
     """(len(frame), D) float32 unit rows; row i embeds ``data_dir / frame.image_path[i]``."""
-    transform = eval_transform(
-        loaded.image_size, loaded.model.mean, loaded.model.std, loaded.model.interpolation
-    )
-    dataset = ImageDataset(frame, data_dir, [], transform, loaded.image_size)
+    dataset = ImageDataset(frame, data_dir, [], loaded.transform(), loaded.image_size)
     loader = make_loader(
         dataset,
         num_workers=num_workers,
@@ -137,16 +124,18 @@ def classify(
     A photo that cannot be read gets an ``error`` and no prediction; the others still get theirs.
     """
     predictions = [Prediction(str(path)) for path in paths]
+    transform = loaded.transform()
     # Decode and embed one batch at a time: a folder of 10,000 photos at 480 px would not fit
     # in memory as tensors all at once.
     for start in range(0, len(paths), batch_size):
         chunk = list(range(start, min(start + batch_size, len(paths))))
-        _classify_batch(loaded, index, gallery, paths, predictions, chunk, top_k)
+        _classify_batch(loaded, transform, index, gallery, paths, predictions, chunk, top_k)
     return predictions
 
 
 def _classify_batch(
     loaded: LoadedModel,
+    transform: v2.Compose,
     index: faiss.Index,
     gallery: pd.DataFrame,
     paths: list[Path],
@@ -154,9 +143,6 @@ def _classify_batch(
     positions: list[int],
     top_k: int,
 ) -> None:
-    transform = eval_transform(
-        loaded.image_size, loaded.model.mean, loaded.model.std, loaded.model.interpolation
-    )
     readable: list[tuple[int, torch.Tensor]] = []
     for position in positions:
         path = paths[position]

@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from PIL import Image, ImageDraw, ImageFont, ImageOps
+from PIL import Image, ImageDraw, ImageFont
 
-from imgcls_pipeline.core.search.metrics import predict_labels
+from imgcls_pipeline.core.data.images import load_rgb
 
 # Beyond these sizes per-cell numbers and class tick labels become unreadable clutter.
 ANNOTATE_MAX_CLASSES = 20
@@ -48,6 +48,12 @@ def png_markdown(png_bytes: bytes, alt: str) -> str:
 def confusion_matrix_png(
     matrix: Sequence[Sequence[int]] | np.ndarray, classes: Sequence[str]
 ) -> bytes:
+    return _png(confusion_matrix_figure(matrix, classes))
+
+
+def confusion_matrix_figure(
+    matrix: Sequence[Sequence[int]] | np.ndarray, classes: Sequence[str]
+) -> Figure:
     """Rows = true class, columns = predicted; colour is the share of the row, so small classes
     stand out as much as large ones. Counts are written in the cells only for a few classes."""
     counts = np.asarray(matrix, dtype=np.int64)
@@ -72,17 +78,21 @@ def confusion_matrix_png(
             if count:
                 colour = "white" if shares[row, col] > 0.5 else "black"
                 ax.text(col, row, str(count), ha="center", va="center", color=colour, fontsize=8)
-    return _png(fig)
+    return fig
 
 
 def training_curve_png(metrics_frame: pd.DataFrame) -> bytes:
+    return _png(training_curve_figure(metrics_frame))
+
+
+def training_curve_figure(metrics_frame: pd.DataFrame) -> Figure:
     """Train loss and validation Recall@K per epoch, from the training ``metrics.csv``;
     a dashed line marks where the phase (warm-up → fine-tune) changes."""
     fig = Figure(figsize=(10, 4), dpi=100, layout="constrained")
     loss_ax, recall_ax = fig.subplots(1, 2, sharex=True)
     if metrics_frame.empty:
         loss_ax.text(0.5, 0.5, "no epochs yet", ha="center", va="center")
-        return _png(fig)
+        return fig
     epochs = pd.to_numeric(metrics_frame["epoch"], errors="coerce")
     loss_ax.plot(epochs, pd.to_numeric(metrics_frame["train_loss"], errors="coerce"), marker=".")
     loss_ax.set_title("train loss")
@@ -103,59 +113,15 @@ def training_curve_png(metrics_frame: pd.DataFrame) -> bytes:
     for ax in (loss_ax, recall_ax):
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
-    return _png(fig)
-
-
-def worst_query_rows(
-    query_frame: pd.DataFrame,
-    gallery_frame: pd.DataFrame,
-    indices: np.ndarray,
-    distances: np.ndarray,
-    *,
-    top_k: int,
-    count: int = 8,
-    shown: int = 5,
-) -> list[dict[str, Any]]:
-    """The ``count`` worst queries for ``worst_queries_png``: wrong votes first, then lowest
-    vote confidence; each with its ``shown`` nearest gallery images.
-
-    Frames have ``image_path`` and ``class_name``; ``indices``/``distances`` are the search
-    results of the queries (ranked, -1 padded) against the gallery rows.
-    """
-    predicted, confidence = predict_labels(
-        gallery_frame["class_name"].tolist(), indices, distances, top_k
-    )
-    truth = query_frame["class_name"].tolist()
-    wrong = np.array([p != t for p, t in zip(predicted, truth, strict=True)])
-    order = np.lexsort((np.arange(len(truth)), confidence, ~wrong))[:count]
-    rows = []
-    for q in order:
-        neighbours = [
-            {
-                "image_path": gallery_frame["image_path"].iat[g],
-                "class_name": gallery_frame["class_name"].iat[g],
-                "distance": float(d),
-            }
-            for g, d in zip(indices[q, :shown], distances[q, :shown], strict=True)
-            if g >= 0
-        ]
-        rows.append(
-            {
-                "image_path": query_frame["image_path"].iat[q],
-                "class_name": truth[q],
-                "predicted": predicted[q],
-                "confidence": float(confidence[q]),
-                "neighbours": neighbours,
-            }
-        )
-    return rows
+    return fig
 
 
 def worst_queries_png(
     rows: Sequence[Mapping[str, Any]], data_dir: str | os.PathLike[str], thumb: int = 96
 ) -> bytes:
-    """One line per row of ``worst_query_rows``: the query image, then its nearest gallery
-    images captioned with class and (squared L2) distance d; red frames mark wrong classes."""
+    """One line per row of ``evaluation.worst_query_rows``: the query image, then its nearest
+    gallery images captioned with class and (squared L2) distance d; red frames mark wrong
+    classes."""
     font = ImageFont.load_default()
     columns = 1 + max((len(row["neighbours"]) for row in rows), default=0)
     cell_w, cell_h = thumb + _PAD, thumb + _CAPTION_LINES * _LINE_HEIGHT + _PAD
@@ -232,24 +198,11 @@ def open_thumbnail(path: str | os.PathLike[str], size: int) -> Image.Image:
     """An RGB thumbnail no larger than ``size``², upright per EXIF; a grey square if the file
     cannot be read (a report must not fail on one bad photo)."""
     try:
-        with Image.open(path) as image:
-            # JPEG only: decode at 1/2–1/8 scale, much faster for big photos.
-            image.draft("RGB", (size, size))
-            upright = ImageOps.exif_transpose(image)
-            rgb = _to_rgb(upright)
+        image = load_rgb(path, size)
     except Exception:  # Pillow raises many exception types for broken files
         return Image.new("RGB", (size, size), _GREY)
-    rgb.thumbnail((size, size))
-    return rgb
-
-
-def _to_rgb(image: Image.Image) -> Image.Image:
-    """Any mode to RGB; transparent pixels become white rather than black."""
-    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    return image.convert("RGB")
+    image.thumbnail((size, size))
+    return image
 
 
 def metrics_markdown_table(metrics: Mapping[str, Any]) -> str:

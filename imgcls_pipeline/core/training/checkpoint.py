@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from imgcls_pipeline.core.atomic import write_atomic, write_text_atomic
-from imgcls_pipeline.core.errors import UserError
+from imgcls_pipeline.core.errors import UserError, describe
 from imgcls_pipeline.core.settings import PipelineConfig
 
 FORMAT = "imgcls_pipeline.checkpoint/1"
@@ -73,7 +73,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     # exception (IndexError, KeyError, UnpicklingError, ...): all mean "not a checkpoint".
     except Exception as err:
         raise UserError(
-            f"{path} is not a readable checkpoint (corrupt or another format: {_first_line(err)}); "
+            f"{path} is not a readable checkpoint (corrupt or another format: {describe(err)}); "
             f"pass a {BEST} or {LATEST} written by imgcls training."
         ) from None
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
@@ -128,8 +128,3 @@ def write_metrics_csv(path: Path, history: list[dict[str, Any]]) -> None:
     writer.writeheader()
     writer.writerows(history)
     write_text_atomic(path, text.getvalue())
-
-
-def _first_line(err: BaseException) -> str:
-    lines = str(err).strip().splitlines()
-    return lines[0] if lines else type(err).__name__

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from imgcls_pipeline.core.errors import UserError
+from imgcls_pipeline.core.errors import UserError, describe
 from imgcls_pipeline.core.settings import ModelConfig
 from imgcls_pipeline.core.training.checkpoint import read_checkpoint
 
@@ -75,7 +75,7 @@ def load_embedding_model(
     except (KeyError, RuntimeError) as err:
         raise UserError(
             f"{checkpoint_path} holds weights that do not fit {model_cfg.backbone} "
-            f"(corrupt or edited file: {_describe(err)}); retrain or use another file."
+            f"(corrupt or edited file: {describe(err)}); retrain or use another file."
         ) from None
     return model.to(device).eval(), checkpoint
 
@@ -95,7 +95,7 @@ def _create_backbone(cfg: ModelConfig) -> nn.Module:
         return timm.create_model(cfg.backbone, pretrained=True, num_classes=0)
     except Exception as err:  # hub, network and cache failures surface as many exception types
         raise UserError(
-            f"Cannot get pretrained weights for {cfg.backbone} ({_describe(err)}); "
+            f"Cannot get pretrained weights for {cfg.backbone} ({describe(err)}); "
             f"on a machine without internet pass --pretrained_path FILE (.safetensors or .pth), "
             f"or put the weights in the Hugging Face cache (HF_HOME), or use --pretrained=false."
         ) from None
@@ -113,7 +113,7 @@ def _create_from_file(name: str, path: Path) -> nn.Module:
         result = model.load_state_dict(state_dict, strict=False)
     except Exception as err:  # torch, pickle and safetensors each raise their own types
         raise UserError(
-            f"Cannot load --pretrained_path {path} into {name} ({_describe(err)}); "
+            f"Cannot load --pretrained_path {path} into {name} ({describe(err)}); "
             f"pass a .safetensors or PyTorch state-dict file of that architecture."
         ) from None
     classifier = model.pretrained_cfg.get("classifier") or "classifier"
@@ -132,8 +132,3 @@ def _create_from_file(name: str, path: Path) -> nn.Module:
 def _feature_dim(backbone: nn.Module) -> int:
     # Models with a pre-logits layer return head_hidden_size features when num_classes=0.
     return int(getattr(backbone, "head_hidden_size", None) or backbone.num_features)
-
-
-def _describe(err: BaseException) -> str:
-    lines = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__

@@ -4,7 +4,13 @@ from pathlib import Path
 
 import pytest
 
-from imgcls_pipeline.core.data.manifest import class_folders, folder_fingerprint, scan_manifest
+from imgcls_pipeline.core.data.manifest import (
+    class_folders,
+    folder_fingerprint,
+    read_saved_manifest,
+    scan_manifest,
+    write_manifest,
+)
 from imgcls_pipeline.core.errors import UserError
 from imgcls_pipeline_tests.imaging import make_photo_folder, write_photo
 
@@ -71,6 +77,31 @@ def test_rescan_reopens_only_changed_files(messy_folder: Path) -> None:
     assert rows.loc["cat/c1_1.jpg", "width"] == 300
     assert "cat/c3_1.jpg" in rows.index
     assert "dog/d_1_2.jpg" not in rows.index
+
+
+def test_saved_manifest_round_trips_so_a_rescan_reopens_nothing(
+    messy_folder: Path, tmp_path: Path
+) -> None:
+    first, _ = scan_manifest(messy_folder)
+    path = write_manifest(tmp_path / "artifacts", first)
+    assert path == tmp_path / "artifacts" / "manifest.parquet"
+    assert [p.name for p in path.parent.iterdir()] == ["manifest.parquet"]
+    saved = read_saved_manifest(tmp_path / "artifacts")
+    assert saved is not None and saved.equals(first)
+    assert scan_manifest(messy_folder, saved)[1] == 0
+
+
+def test_a_missing_or_unreadable_saved_manifest_means_a_full_rescan(
+    messy_folder: Path, tmp_path: Path
+) -> None:
+    assert read_saved_manifest(tmp_path / "artifacts") is None
+    (tmp_path / "artifacts").mkdir()
+    (tmp_path / "artifacts" / "manifest.parquet").write_bytes(b"half a parquet file")
+    previous = read_saved_manifest(tmp_path / "artifacts")
+    assert previous is None
+    _, opened_from_scratch = scan_manifest(messy_folder)
+    assert opened_from_scratch > 0
+    assert scan_manifest(messy_folder, previous)[1] == opened_from_scratch
 
 
 def test_missing_data_folder_is_one_clear_sentence(tmp_path: Path) -> None:

@@ -43,3 +43,15 @@ def test_map_at_r_is_the_same_when_computed_in_blocks(monkeypatch) -> None:
     blocked = evaluate_split(queries, query_vectors, index, gallery, top_k=5)
     assert blocked.metrics["map@r"] == exact.metrics["map@r"]
     assert blocked.metrics["recall@1"] == exact.metrics["recall@1"]
+
+
+def test_worst_query_rows_put_wrong_votes_first_then_low_confidence():
+    gallery = pd.DataFrame({"image_path": ["g0", "g1", "g2"], "class_name": ["a", "b", "b"]})
+    queries = pd.DataFrame({"image_path": ["q0", "q1", "q2"], "class_name": ["a", "a", "b"]})
+    indices = np.array([[0, 1, 2], [1, 2, 0], [1, 0, 2]])
+    distances = np.array([[0.1, 1.2, 1.4], [0.1, 0.2, 1.9], [0.1, 0.5, 1.0]], dtype=np.float32)
+    rows = evaluation.worst_query_rows(queries, gallery, indices, distances, top_k=3, shown=2)
+    assert [row["image_path"] for row in rows] == ["q1", "q0", "q2"]
+    assert rows[0]["predicted"] == "b"
+    assert [n["image_path"] for n in rows[0]["neighbours"]] == ["g1", "g2"]
+    assert rows[0]["neighbours"][0]["distance"] == np.float32(0.1)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 
 import numpy as np
 import pandas as pd
@@ -18,15 +19,45 @@ def decode(png: bytes) -> Image.Image:
     return image
 
 
-def test_confusion_matrix_png_for_few_and_many_classes():
-    small = decode(report.confusion_matrix_png([[3, 1], [0, 4]], ["cat", "dog"]))
-    many_classes = [f"class_{i}" for i in range(150)]
-    large = decode(report.confusion_matrix_png(np.eye(150, dtype=int) * 5, many_classes))
-    assert 300 < small.width < 1000
-    assert small.width < large.width <= 2200 and large.height <= 2100
+def test_png_markdown_embeds_the_png_as_a_data_uri():
+    png = report.confusion_matrix_png([[3, 1], [0, 4]], ["cat", "dog"])
+    markdown = report.png_markdown(png, "val [confusion] matrix")
+    match = re.fullmatch(r"!\[(.*)\]\(data:image/png;base64,([A-Za-z0-9+/=]+)\)", markdown)
+    assert match is not None
+    assert match.group(1) == "val (confusion) matrix"  # brackets would end the alt text early
+    assert base64.b64decode(match.group(2)) == png
+    decode(png)
 
 
-def test_training_curve_png_from_metrics_csv_columns():
+def tick_labels(axis) -> list[str]:
+    return [label.get_text() for label in axis.get_ticklabels()]
+
+
+def test_confusion_matrix_shows_true_rows_predicted_columns_and_counts():
+    fig = report.confusion_matrix_figure([[3, 1], [0, 4]], ["cat", "dog"])
+    ax = fig.axes[0]
+    assert (ax.get_ylabel(), ax.get_xlabel()) == ("true class", "predicted class")
+    assert tick_labels(ax.xaxis) == tick_labels(ax.yaxis) == ["cat", "dog"]
+    # Counts sit in their cells (x = predicted column, y = true row); empty cells stay blank.
+    cells = {
+        (round(t.get_position()[1]), round(t.get_position()[0])): t.get_text() for t in ax.texts
+    }
+    assert cells == {(0, 0): "3", (0, 1): "1", (1, 1): "4"}
+    # Colour is the share of the true class: cat's row is 3/4 and 1/4, dog's 0 and 1.
+    np.testing.assert_allclose(ax.images[0].get_array(), [[0.75, 0.25], [0.0, 1.0]])
+    decode(report.confusion_matrix_png([[3, 1], [0, 4]], ["cat", "dog"]))
+
+
+def test_confusion_matrix_of_many_classes_drops_unreadable_labels_and_counts():
+    many = [f"class_{i}" for i in range(150)]
+    ax = report.confusion_matrix_figure(np.eye(150, dtype=int) * 5, many).axes[0]
+    assert tick_labels(ax.xaxis) == [] and len(ax.texts) == 0
+    forty = [f"class_{i}" for i in range(40)]
+    ax = report.confusion_matrix_figure(np.eye(40, dtype=int), forty).axes[0]
+    assert tick_labels(ax.yaxis) == forty and len(ax.texts) == 0
+
+
+def test_training_curve_plots_loss_recall_and_the_phase_change():
     frame = pd.DataFrame(
         {
             "epoch": [1, 2, 3, 4],
@@ -39,10 +70,28 @@ def test_training_curve_png_from_metrics_csv_columns():
             "seconds": [10.0] * 4,
         }
     )
-    image = decode(report.training_curve_png(frame))
-    assert image.size == (1000, 400)
+    loss_ax, recall_ax = report.training_curve_figure(frame).axes[:2]
+    assert (loss_ax.get_title(), recall_ax.get_title()) == ("train loss", "validation")
+    loss_line = loss_ax.get_lines()[0]
+    assert list(loss_line.get_ydata()) == [5.0, 4.0, 6.0, 3.0]
+    lines = {line.get_label(): line for line in recall_ax.get_lines()}
+    assert list(lines["recall@5"].get_ydata()) == [0.5, 0.6, 0.7, 0.8]
+    assert np.isnan(lines["recall@1"].get_ydata()[3])  # a missing value is a gap, not a zero
+    # The fine-tune phase starts between epochs 2 and 3, on both panels.
+    assert list(lines["finetune"].get_xdata()) == [2.5, 2.5]
+    assert [t.get_text() for t in recall_ax.get_legend().get_texts()] == [
+        "recall@1",
+        "recall@5",
+        "finetune",
+    ]
+    decode(report.training_curve_png(frame))
+
+
+def test_training_curve_before_the_first_epoch_says_so():
     empty = pd.DataFrame(columns=["epoch", "phase", "train_loss", "val_recall@1"])
-    assert decode(report.training_curve_png(empty)).size == (1000, 400)
+    loss_ax = report.training_curve_figure(empty).axes[0]
+    assert [t.get_text() for t in loss_ax.texts] == ["no epochs yet"]
+    decode(report.training_curve_png(empty))
 
 
 def worst_rows(data_dir) -> list[dict]:
@@ -84,22 +133,14 @@ def test_worst_queries_png_draws_one_line_per_query_and_survives_missing_files(t
     assert first[0] > first[2] + 60
     placeholder = pixels[6 + cell_h + 16 : 6 + cell_h + 48, 6 + 16 : 6 + 48]
     assert (placeholder == 128).all()
+    # The wrongly voted query is framed red, the right one green.
+    assert tuple(pixels[6 + 32, 5]) == (214, 39, 40)
+    assert tuple(pixels[6 + cell_h + 32, 5]) == (44, 160, 44)
 
 
-def test_worst_queries_png_without_rows(tmp_path):
-    assert decode(report.worst_queries_png([], tmp_path)).width > 50
-
-
-def test_worst_query_rows_put_wrong_votes_first_then_low_confidence():
-    gallery = pd.DataFrame({"image_path": ["g0", "g1", "g2"], "class_name": ["a", "b", "b"]})
-    queries = pd.DataFrame({"image_path": ["q0", "q1", "q2"], "class_name": ["a", "a", "b"]})
-    indices = np.array([[0, 1, 2], [1, 2, 0], [1, 0, 2]])
-    distances = np.array([[0.1, 1.2, 1.4], [0.1, 0.2, 1.9], [0.1, 0.5, 1.0]], dtype=np.float32)
-    rows = report.worst_query_rows(queries, gallery, indices, distances, top_k=3, shown=2)
-    assert [row["image_path"] for row in rows] == ["q1", "q0", "q2"]
-    assert rows[0]["predicted"] == "b"
-    assert [n["image_path"] for n in rows[0]["neighbours"]] == ["g1", "g2"]
-    assert rows[0]["neighbours"][0]["distance"] == np.float32(0.1)
+def test_worst_queries_png_without_rows_is_not_a_blank_image(tmp_path):
+    pixels = np.asarray(decode(report.worst_queries_png([], tmp_path)).convert("L"))
+    assert (pixels < 100).any()  # the "no queries" note
 
 
 def test_open_thumbnail_applies_exif_orientation(tmp_path):

@@ -18,6 +18,17 @@ def clustered(rng: np.random.Generator, n: int, dim: int = 32, clusters: int = 4
     return unit_rows(centres[rng.integers(0, clusters, n)] + 0.35 * rng.normal(size=(n, dim)))
 
 
+def save(index, frame: pd.DataFrame, folder, index_type: str = "flat") -> None:
+    search.save_index(
+        index,
+        frame,
+        folder,
+        checkpoint="checkpoints/best_model.pt",
+        checkpoint_sha256="ab" * 32,
+        index_type=index_type,
+    )
+
+
 def gallery_frame(n: int) -> pd.DataFrame:
     return pd.DataFrame(
         {
@@ -84,7 +95,7 @@ def test_save_and_load_round_trip(tmp_path, index_type):
     gallery = clustered(np.random.default_rng(6), 300)
     frame = gallery_frame(300)
     index = search.build_index(gallery, index_type)
-    search.save_index(index, frame, tmp_path / "index")
+    save(index, frame, tmp_path / "index", index_type)
     loaded, loaded_frame = search.load_index(tmp_path / "index")
     pd.testing.assert_frame_equal(loaded_frame, frame)
     assert loaded_frame["object_id"].iloc[7] == "007"
@@ -92,15 +103,23 @@ def test_save_and_load_round_trip(tmp_path, index_type):
         search.search(index, gallery[:20], 5), search.search(loaded, gallery[:20], 5), strict=True
     ):
         np.testing.assert_array_equal(before, after)
+    # Exactly the bundle: no temporary file left behind by the atomic writes.
     assert sorted(p.name for p in (tmp_path / "index").iterdir()) == [
         "gallery.csv",
         "gallery.faiss",
+        "info.json",
     ]
+    assert search.read_index_info(tmp_path / "index") == {
+        "checkpoint": "checkpoints/best_model.pt",
+        "checkpoint_sha256": "ab" * 32,
+        "index_type": index_type,
+        "rows": 300,
+    }
 
 
 def test_save_refuses_a_frame_of_the_wrong_length(tmp_path):
     with pytest.raises(ValueError, match="2 gallery rows for 3"):
-        search.save_index(search.build_index(np.eye(3)), gallery_frame(2), tmp_path)
+        save(search.build_index(np.eye(3)), gallery_frame(2), tmp_path)
 
 
 def test_load_explains_a_missing_index(tmp_path):
@@ -109,14 +128,14 @@ def test_load_explains_a_missing_index(tmp_path):
 
 
 def test_load_explains_a_corrupt_index(tmp_path):
-    search.save_index(search.build_index(np.eye(3)), gallery_frame(3), tmp_path)
+    save(search.build_index(np.eye(3)), gallery_frame(3), tmp_path)
     (tmp_path / "gallery.faiss").write_bytes(b"not a faiss index at all")
     with pytest.raises(UserError, match="not a readable Faiss index"):
         search.load_index(tmp_path)
 
 
 def test_load_explains_a_truncated_index(tmp_path):
-    search.save_index(search.build_index(np.eye(3)), gallery_frame(3), tmp_path)
+    save(search.build_index(np.eye(3)), gallery_frame(3), tmp_path)
     data = (tmp_path / "gallery.faiss").read_bytes()
     (tmp_path / "gallery.faiss").write_bytes(data[: len(data) // 2])
     with pytest.raises(UserError, match="not a readable Faiss index"):
@@ -124,17 +143,32 @@ def test_load_explains_a_truncated_index(tmp_path):
 
 
 def test_load_explains_mismatched_files(tmp_path):
-    search.save_index(search.build_index(np.eye(3)), gallery_frame(3), tmp_path)
+    save(search.build_index(np.eye(3)), gallery_frame(3), tmp_path)
     gallery_frame(2).to_csv(tmp_path / "gallery.csv", index=False)
     with pytest.raises(UserError, match=r"has 2 rows but .* holds 3 vectors"):
         search.load_index(tmp_path)
 
 
 def test_load_explains_a_gallery_table_without_its_columns(tmp_path):
-    search.save_index(search.build_index(np.eye(3)), gallery_frame(3), tmp_path)
+    save(search.build_index(np.eye(3)), gallery_frame(3), tmp_path)
     (tmp_path / "gallery.csv").write_text("path\na\nb\nc\n")
     with pytest.raises(UserError, match="lacks the column"):
         search.load_index(tmp_path)
+
+
+def test_index_info_is_empty_for_an_index_saved_without_one(tmp_path):
+    save(search.build_index(np.eye(3)), gallery_frame(3), tmp_path)
+    (tmp_path / "info.json").unlink()
+    assert search.read_index_info(tmp_path) == {}
+
+
+@pytest.mark.parametrize("text", ["{not json", "[1, 2]", ""])
+def test_a_corrupt_index_info_is_a_user_error_naming_it(tmp_path, text):
+    save(search.build_index(np.eye(3)), gallery_frame(3), tmp_path)
+    (tmp_path / "info.json").write_text(text)
+    with pytest.raises(UserError, match=r"info\.json is not a readable index info file") as caught:
+        search.read_index_info(tmp_path)
+    assert "\n" not in str(caught.value)
 
 
 def test_gpu_request_without_faiss_gpu_is_a_user_error(monkeypatch):
