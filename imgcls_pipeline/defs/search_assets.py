@@ -18,13 +18,10 @@ from imgcls_pipeline.core.errors import UserError
 from imgcls_pipeline.defs.data_assets import splits
 from imgcls_pipeline.defs.gpu import GpuResource
 from imgcls_pipeline.defs.resources import PipelinePaths
-from imgcls_pipeline.defs.run_config import config_class, to_pipeline_config
+from imgcls_pipeline.defs.run_config import EmbeddingsConfig, EvaluationConfig, FaissIndexConfig
 from imgcls_pipeline.defs.training_assets import trained_checkpoint
 
 GROUP = "search"
-EmbeddingsConfig = config_class("embeddings")
-FaissIndexConfig = config_class("faiss_index")
-EvaluationConfig = config_class("evaluation")
 
 
 def _best_checkpoint(paths: PipelinePaths) -> Path:
@@ -63,7 +60,6 @@ def embeddings(
 ) -> dg.MaterializeResult:
     from imgcls_pipeline.core.search.inference import embed_frame, load_model
 
-    to_pipeline_config(config)
     checkpoint = _best_checkpoint(paths)
     folder = paths.artifacts / "embeddings"
     info_file = folder / "info.json"
@@ -126,7 +122,6 @@ def faiss_index(
     from imgcls_pipeline.core.search.index import build_index, save_index
     from imgcls_pipeline.core.search.inference import INDEX_INFO_FILE
 
-    to_pipeline_config(config)
     gallery = read_split(paths.splits, "train")
     vectors = np.load(paths.artifacts / "embeddings" / "train.npy")
     if len(vectors) != len(gallery):
@@ -181,7 +176,6 @@ def evaluation(
         worst_queries_png,
     )
 
-    to_pipeline_config(config)  # validates eval_splits, recall_k_values, top_k
     index, gallery = load_index(paths.artifacts / "index")
     metadata: dict = {}
     for split in config.eval_splits:

@@ -15,9 +15,7 @@ from imgcls_pipeline.core.errors import UserError
 from imgcls_pipeline.defs.data_assets import splits
 from imgcls_pipeline.defs.gpu import GpuResource
 from imgcls_pipeline.defs.resources import PipelinePaths
-from imgcls_pipeline.defs.run_config import config_class, to_pipeline_config
-
-TrainedCheckpointConfig = config_class("trained_checkpoint")
+from imgcls_pipeline.defs.run_config import TrainedCheckpointConfig
 
 # Dagster 1.13's own Pipes client calls a "preview" API internally; nothing for a user to act on.
 warnings.filterwarnings("ignore", category=dg.PreviewWarning, message=".*expected_writer_count")
@@ -59,7 +57,7 @@ def trained_checkpoint(
     gpu: GpuResource,
     pipes_subprocess_client: dg.PipesSubprocessClient,
 ) -> dg.MaterializeResult:
-    pipeline_config = to_pipeline_config(config)
+    pipeline_config = config.pipeline_config()
     hardware = gpu.resolve(pipeline_config.training)
     from_terminal = bool(context.run.tags.get("imgcls/command"))
     context.log.info(f"Training settings: {hardware.reason}")
