@@ -150,9 +150,9 @@ class TrainingConfig(Settings):
     warmup_epochs: int = Field(5, ge=0, description="Epochs with the backbone frozen.")
     total_epochs: int = Field(50, gt=0, description="Epochs in all, warm-up included.")
     num_classes_per_batch: int | None = Field(
-        None, ge=1, description="P of a P×K batch; none picks it from the GPU memory."
+        None, ge=1, description="P of a P×K batch (classes per batch); none for every class."
     )
-    samples_per_class: int = Field(4, gt=0, description="K of a P×K batch.")
+    samples_per_class: int = Field(4, gt=0, description="K of a P×K batch (photos per class).")
     gradient_accumulation_steps: int | None = Field(
         None, ge=1, description="Batches per optimiser step; none picks it from the GPU table."
     )
@@ -162,10 +162,11 @@ class TrainingConfig(Settings):
         10, ge=0, description="Epochs without a better val Recall@1 before stopping."
     )
     use_bf16: bool | None = Field(
-        None, description="bf16 (true) or fp16 (false) autocast; none picks it from the GPU."
+        None,
+        description="GPU autocast in bf16 (true) or fp16 (false); none picks it from the GPU table.",
     )
     num_workers: int | None = Field(
-        None, ge=0, description="Data loader processes; none picks them from the CPU count."
+        None, ge=0, description="Data loader processes; none picks them from the CPU and GPU count."
     )
     scheduler_type: Literal["cosine_warm_restarts", "reduce_on_plateau"] = Field(
         "cosine_warm_restarts", description="Learning rate schedule after warm-up."
