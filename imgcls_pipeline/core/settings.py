@@ -12,9 +12,11 @@ Folders are not settings here: they are deployment settings (see ``core/folders.
 from __future__ import annotations
 
 import difflib
+import functools
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
 
 from imgcls_pipeline.core.errors import UserError
 from imgcls_pipeline.core.settings_errors import error_sentence
@@ -31,8 +33,9 @@ class Settings(BaseModel):
     @model_validator(mode="wrap")
     @classmethod
     def _one_sentence(cls, data: Any, handler: Any) -> Any:
-        # Raised as UserError (not a ValueError) so it leaves pydantic and Dagster unchanged: the
-        # CLI prints it as one line and the Dagster UI shows it as the step's failure.
+        # UserError is not a ValueError, so pydantic lets it through untouched: the CLI prints it
+        # as one line, and Dagster (which builds each asset's dg.Config from these models) shows
+        # it as the step's failure instead of pydantic's multi-line report.
         try:
             return handler(data)
         except ValidationError as error:
@@ -215,7 +218,7 @@ class PipelineConfig(SeedSetting):
 
     def flat(self) -> dict[str, Any]:
         """Every setting by its own name (names are unique across sections)."""
-        values = {name: getattr(self, name) for name in SECTIONS_OF_TOP}
+        values = {name: getattr(self, name) for name in TOP_LEVEL}
         for section in SECTIONS:
             values.update(getattr(self, section).model_dump())
         return values
@@ -231,13 +234,14 @@ class PipelineConfig(SeedSetting):
 
 
 SECTIONS = ("data", "model", "training", "augmentation", "evaluation")
-SECTIONS_OF_TOP = tuple(name for name in PipelineConfig.model_fields if name not in SECTIONS)
+TOP_LEVEL = tuple(name for name in PipelineConfig.model_fields if name not in SECTIONS)
 
 
-def setting_fields() -> dict[str, tuple[str | None, Any]]:
+@functools.cache
+def setting_fields() -> dict[str, tuple[str | None, FieldInfo]]:
     """Every setting name → (its section, or None at the top level; its pydantic field)."""
-    fields: dict[str, tuple[str | None, Any]] = {
-        name: (None, PipelineConfig.model_fields[name]) for name in SECTIONS_OF_TOP
+    fields: dict[str, tuple[str | None, FieldInfo]] = {
+        name: (None, PipelineConfig.model_fields[name]) for name in TOP_LEVEL
     }
     for section in SECTIONS:
         section_type = PipelineConfig.model_fields[section].annotation

@@ -12,7 +12,7 @@ import typing
 from typing import Any, Literal
 
 import annotated_types
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
 # Errors where the value is not even of the setting's type; the rest are out of range.
@@ -29,11 +29,11 @@ _TYPE_ERRORS = {
 }
 
 
-def error_sentence(model: type, error: ValidationError, data: Any) -> str:
+def error_sentence(model: type[BaseModel], error: ValidationError, data: Any) -> str:
     """The first problem pydantic found in ``data`` for ``model``, as one sentence."""
     detail = error.errors()[0]
     names = [part for part in detail["loc"] if isinstance(part, str)]
-    fields: dict[str, FieldInfo] = model.model_fields  # type: ignore[attr-defined]
+    fields = model.model_fields
     if not names:
         return f"Settings must be name: value pairs, not {detail['input']!r}."
     name = names[0]
@@ -90,8 +90,6 @@ def requirement(field: FieldInfo) -> str:
 
 def _plural(item: Any) -> str:
     base = typing.get_args(item)[0] if hasattr(item, "__metadata__") else item
-    if typing.get_origin(base) is Literal:
-        return "of " + ", ".join(map(str, typing.get_args(base)))
     noun = {int: "whole numbers", float: "numbers"}.get(base, "names")
     bounds = _bounds(getattr(item, "__metadata__", ()))
     return f"{noun} {bounds}" if bounds else noun
@@ -101,40 +99,24 @@ def _bounds(metadata: Any) -> str:
     """The numeric limits declared on a field (``Field(gt=0, le=1)``) in words."""
     limits: dict[str, float] = {}
     for item in metadata:
-        if isinstance(item, FieldInfo):  # Annotated[int, Field(gt=0)] inside a list
-            item_limits = _bounds_dict(item.metadata)
-        else:
-            item_limits = _bounds_dict([item])
-        limits.update(item_limits)
-    return _phrase(limits)
-
-
-def _bounds_dict(metadata: Any) -> dict[str, float]:
-    return {
-        key: getattr(item, key)
-        for item in metadata
-        for key in ("gt", "ge", "lt", "le")
-        if isinstance(item, annotated_types.BaseMetadata) and hasattr(item, key)
-    }
-
-
-def _phrase(limits: dict[str, float]) -> str:
-    low = (
-        f"above {limits['gt']:g}"
-        if "gt" in limits
-        else ("0 or more" if limits.get("ge") == 0 else f"at least {limits['ge']:g}")
-        if "ge" in limits
-        else ""
-    )
-    if "lt" in limits and "gt" in limits:
+        # A list's items carry theirs in a FieldInfo: list[Annotated[int, Field(gt=0)]].
+        for constraint in item.metadata if isinstance(item, FieldInfo) else [item]:
+            for key in ("gt", "ge", "lt", "le"):
+                if isinstance(constraint, annotated_types.BaseMetadata) and hasattr(
+                    constraint, key
+                ):
+                    limits[key] = getattr(constraint, key)
+    if "gt" in limits and "lt" in limits:
         return f"between {limits['gt']:g} and {limits['lt']:g}, exclusive"
-    if "le" in limits and "ge" in limits:
+    if "ge" in limits and "le" in limits:
         return f"between {limits['ge']:g} and {limits['le']:g}"
-    if "le" in limits:
-        return f"{low} and at most {limits['le']:g}" if low else f"at most {limits['le']:g}"
-    if "lt" in limits:
-        return f"{low} and below {limits['lt']:g}" if low else f"below {limits['lt']:g}"
-    return low
+    words = {
+        "gt": f"above {limits.get('gt', 0):g}",
+        "ge": "0 or more" if limits.get("ge") == 0 else f"at least {limits.get('ge', 0):g}",
+        "lt": f"below {limits.get('lt', 0):g}",
+        "le": f"at most {limits.get('le', 0):g}",
+    }
+    return " and ".join(words[key] for key in ("gt", "ge", "lt", "le") if key in limits)
 
 
 def without_none(annotation: Any) -> tuple[Any, bool]:
