@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from imgcls_pipeline.core.errors import UserError
 from imgcls_pipeline.core.settings import PipelineConfig
+from imgcls_pipeline.core.settings_errors import did_you_mean
 from imgcls_pipeline.core.settings_sources import flag_names, resolve_settings
 
 _FOLDERS = {name: name for name in ("data_dir", "splits_dir", "checkpoint_dir", "artifacts_dir")}
@@ -67,8 +67,7 @@ def parse_flags(
         elif name in valid_settings:
             settings[name] = value
         else:
-            close = difflib.get_close_matches(name, [*option_flags, *valid_settings], n=2)
-            hint = f" Did you mean {' or '.join('--' + c for c in close)}?" if close else ""
+            hint = did_you_mean(name, [*option_flags, *valid_settings], "--")
             valid = sorted(option_flags) + valid_settings
             raise UserError(
                 f"Unknown flag --{name} for `imgcls {command}`.{hint} Valid flags: "

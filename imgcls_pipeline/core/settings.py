@@ -11,7 +11,6 @@ Folders are not settings here: they are deployment settings (see ``core/folders.
 
 from __future__ import annotations
 
-import difflib
 import functools
 from typing import Annotated, Any, Literal
 
@@ -19,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic.fields import FieldInfo
 
 from imgcls_pipeline.core.errors import UserError
-from imgcls_pipeline.core.settings_errors import error_sentence
+from imgcls_pipeline.core.settings_errors import did_you_mean, error_sentence
 
 DEFAULT_BACKBONE = "tf_efficientnetv2_l.in21k_ft_in1k"
 EVAL_SPLITS = ("val", "test")
@@ -253,9 +252,8 @@ def setting_fields() -> dict[str, tuple[str | None, FieldInfo]]:
 def section_of(name: str) -> str | None:
     fields = setting_fields()
     if name not in fields:
-        close = difflib.get_close_matches(name, list(fields), n=3)
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
         raise UserError(
-            f"Unknown setting '{name}'.{hint} Valid settings: {', '.join(sorted(fields))}."
+            f"Unknown setting '{name}'.{did_you_mean(name, list(fields))} "
+            f"Valid settings: {', '.join(sorted(fields))}."
         )
     return fields[name][0]

@@ -38,14 +38,18 @@ def error_sentence(model: type[BaseModel], error: ValidationError, data: Any) ->
         return f"Settings must be name: value pairs, not {detail['input']!r}."
     name = names[0]
     if detail["type"] == "extra_forbidden":
-        close = difflib.get_close_matches(name, list(fields), n=3)
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
         return (
-            f"Unknown setting '{name}' for {model.__name__}.{hint} "
+            f"Unknown setting '{name}' for {model.__name__}.{did_you_mean(name, list(fields))} "
             f"Valid settings: {', '.join(fields)}."
         )
     value = data.get(name, detail["input"]) if isinstance(data, dict) else detail["input"]
     return value_sentence(name, fields[name], detail["type"], _shown(value))
+
+
+def did_you_mean(name: str, valid: list[str], prefix: str = "") -> str:
+    """ " Did you mean --seed?" for a misspelt name, or nothing when no valid name is close."""
+    close = difflib.get_close_matches(name, valid, n=3)
+    return f" Did you mean {' or '.join(prefix + c for c in close)}?" if close else ""
 
 
 def value_sentence(subject: str, field: FieldInfo, error_type: str, shown: str) -> str:

@@ -6,7 +6,6 @@ only validation; this module only turns text into values of the field's type.
 
 from __future__ import annotations
 
-import difflib
 import typing
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,7 +17,7 @@ from pydantic.fields import FieldInfo
 
 from imgcls_pipeline.core.errors import UserError
 from imgcls_pipeline.core.settings import SECTIONS, PipelineConfig, setting_fields
-from imgcls_pipeline.core.settings_errors import value_sentence, without_none
+from imgcls_pipeline.core.settings_errors import did_you_mean, value_sentence, without_none
 
 # Spellings the original specification's train.py used on its command line.
 ALIASES = {"accum_steps": "gradient_accumulation_steps"}
@@ -36,10 +35,8 @@ def parse_flags(flags: Mapping[str, str]) -> dict[str, Any]:
     for flag, text in flags.items():
         name = ALIASES.get(flag, flag)
         if name not in fields:
-            close = difflib.get_close_matches(name, flag_names(), n=3)
-            hint = f" Did you mean {', '.join('--' + c for c in close)}?" if close else ""
             raise UserError(
-                f"Unknown flag --{flag}.{hint} Valid settings: "
+                f"Unknown flag --{flag}.{did_you_mean(name, flag_names(), '--')} Valid settings: "
                 f"{', '.join('--' + n for n in flag_names())}."
             )
         values[name] = parse_flag(flag, text, fields[name][1])
@@ -87,8 +84,7 @@ def read_settings_file(path: str | Path) -> dict[str, Any]:
     known = setting_fields()
     for name in values:
         if name not in known:
-            close = difflib.get_close_matches(str(name), list(known), n=3)
-            hint = f" Did you mean {', '.join(close)}?" if close else ""
+            hint = did_you_mean(str(name), list(known))
             raise UserError(f"Settings file {path} has an unknown setting '{name}'.{hint}")
     return values
 
