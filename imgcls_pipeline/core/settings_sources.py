@@ -64,11 +64,17 @@ def read_settings_file(path: str | Path) -> dict[str, Any]:
     the sections of ``PipelineConfig.to_dict()`` (``training: {total_epochs: 4}``) are read too."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as error:
-        first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
         raise UserError(
-            f"Settings file {path} is not readable YAML ({first_line}); write name: value lines."
+            f"Settings file {path} cannot be read ({error.strerror}); check the --settings path."
+        ) from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        first_line = str(error).splitlines()[0]
+        raise UserError(
+            f"Settings file {path} is not valid YAML ({first_line}); write name: value lines."
         ) from None
     if raw is None:
         return {}

@@ -279,7 +279,7 @@ def test_a_settings_file_holds_flat_names_or_the_stored_sections(tmp_path: Path)
     [
         ("sed: 3\n", r"settings\.yaml has an unknown setting 'sed'\. Did you mean seed\?"),
         ("- seed\n", r"settings\.yaml must hold name: value lines"),
-        ("seed: [1\n", r"settings\.yaml is not readable YAML"),
+        ("seed: [1\n", r"settings\.yaml is not valid YAML"),
         ("top_k: 0\n", r"^top_k must be above 0, not 0\.$"),
     ],
 )
@@ -288,6 +288,13 @@ def test_a_bad_settings_file_is_one_sentence(tmp_path: Path, text: str, message:
     path.write_text(text)
     with pytest.raises(UserError, match=message):
         resolve_settings(settings_file=path)
+
+
+def test_a_missing_settings_file_names_the_path(tmp_path: Path) -> None:
+    with pytest.raises(
+        UserError, match=r"missing\.yaml cannot be read .*check the --settings path"
+    ):
+        resolve_settings(settings_file=tmp_path / "missing.yaml")
 
 
 def test_precedence_is_defaults_then_base_then_file_then_flags(tmp_path: Path) -> None:
