@@ -1,279 +1,259 @@
-"""Every setting of the pipeline, in one place, with the original specification's names and defaults.
+"""Every setting of the pipeline, defined once, with the original specification's names and defaults.
 
-The same dataclasses are the Dagster run config of the assets (see ``defs/run_config.py``) and the
-flags of the ``imgcls`` command (``--field=value``). Folders are not settings here: they are
-deployment settings read from ``IMGCLS_*_DIR`` environment variables (see ``defs/resources.py``).
+The models here are the only validation: the ``imgcls`` flags (``--field=value``, parsed in
+``core/settings_sources.py``), a settings file, the Dagster run config of each asset (its
+``dg.Config`` classes inherit the small models below, see ``defs/run_config.py``) and the training
+process (``PipelineConfig.from_dict``) all go through them. A bad value is one ``UserError``
+sentence naming the setting and what a valid value looks like.
+
+Folders are not settings here: they are deployment settings (see ``core/folders.py``).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
-import types
-import typing
-from dataclasses import dataclass, field
-from typing import Any, Literal
+import functools
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
 
 from imgcls_pipeline.core.errors import UserError
+from imgcls_pipeline.core.settings_errors import did_you_mean, error_sentence
 
 DEFAULT_BACKBONE = "tf_efficientnetv2_l.in21k_ft_in1k"
+EVAL_SPLITS = ("val", "test")
 
 
-@dataclass
-class DataConfig:
-    image_size: int = 480
-    min_image_size: int = 224
-    train_ratio: float = 0.70
-    val_ratio: float = 0.15
-    test_ratio: float = 0.15
-    class_names: list[str] | None = None
+class Settings(BaseModel):
+    """A group of settings: unknown names are refused, a bad value is one UserError sentence."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _one_sentence(cls, data: Any, handler: Any) -> Any:
+        # UserError is not a ValueError, so pydantic lets it through untouched: the CLI prints it
+        # as one line, and Dagster (which builds each asset's dg.Config from these models) shows
+        # it as the step's failure instead of pydantic's multi-line report.
+        try:
+            return handler(data)
+        except ValidationError as error:
+            raise UserError(error_sentence(cls, error, data)) from None
 
 
-@dataclass
-class ModelConfig:
-    backbone: str = DEFAULT_BACKBONE
-    pretrained: bool = True
-    # A local weights file (.pth/.safetensors) for machines that cannot reach the model hub.
-    pretrained_path: str | None = None
-    embedding_dim: int = 512
-    arcface_s: float = 64.0
-    arcface_m_warmup: float = 0.0
-    arcface_m_finetune: float = 0.5
+# Small groups, so that each asset's run config is exactly the settings it uses (defs/run_config.py).
 
 
-@dataclass
-class TrainingConfig:
-    warmup_epochs: int = 5
-    total_epochs: int = 50
-    num_classes_per_batch: int | None = None
-    samples_per_class: int = 4
-    gradient_accumulation_steps: int | None = None
-    learning_rate: float = 1e-4
-    weight_decay: float = 1e-4
-    early_stopping_patience: int = 10
-    use_bf16: bool | None = None
-    num_workers: int | None = None
-    scheduler_type: Literal["cosine_warm_restarts", "reduce_on_plateau"] = "cosine_warm_restarts"
-    cosine_t0: int = 10
-    cosine_t_mult: int = 2
-    plateau_patience: int = 5
-    plateau_factor: float = 0.5
-    # Start over instead of resuming from latest_model.pt.
-    fresh: bool = False
+class ImageSizeSetting(Settings):
+    image_size: int = Field(480, gt=0, description="Side in pixels photos are resized to.")
 
 
-@dataclass
-class AugmentationConfig:
-    crop_scale_min: float = 0.8
-    rotation_degrees: float = 15
-    brightness: float = 0.2
-    contrast: float = 0.2
-    saturation: float = 0.1
-    hue: float = 0.05
+class PhotoSelection(Settings):
+    min_image_size: int = Field(
+        224, ge=0, description="Photos with a shorter side below this many pixels are excluded."
+    )
+    class_names: list[str] | None = Field(
+        None,
+        min_length=1,
+        description="Class folders to use, e.g. a,b; none for every folder.",
+        examples=["cat,dog"],
+    )
 
 
-@dataclass
-class EvaluationConfig:
-    recall_k_values: list[int] = field(default_factory=lambda: [1, 5])
-    top_k: int = 20
+class SplitRatios(Settings):
+    train_ratio: float = Field(0.70, ge=0, le=1, description="Share of IDs in train (the gallery).")
+    val_ratio: float = Field(0.15, ge=0, le=1, description="Share of IDs in val.")
+    test_ratio: float = Field(0.15, ge=0, le=1, description="Share of IDs in test.")
+
+    @model_validator(mode="after")
+    def _ratios_add_up(self) -> SplitRatios:
+        # UserError, not ValueError: this runs outside _one_sentence's handler.
+        ratios = (self.train_ratio, self.val_ratio, self.test_ratio)
+        if abs(sum(ratios) - 1.0) > 1e-6:
+            raise UserError(
+                f"train_ratio + val_ratio + test_ratio must be 1.0; got {self.train_ratio} + "
+                f"{self.val_ratio} + {self.test_ratio} = {sum(ratios):g}."
+            )
+        if self.train_ratio <= 0:
+            raise UserError(
+                "train_ratio must be above 0: the training split is also the search gallery."
+            )
+        return self
+
+
+class SeedSetting(Settings):
+    seed: int = Field(42, description="Random seed of the split and of training.")
+
+
+class RecallSetting(Settings):
+    recall_k_values: list[Annotated[int, Field(gt=0)]] = Field(
+        default_factory=lambda: [1, 5],
+        min_length=1,
+        description="K values of the Recall@K reported in validation and evaluation.",
+        examples=["1,5"],
+    )
+
+
+class ReportSettings(Settings):
+    top_k: int = Field(20, gt=0, description="Neighbours searched and reported per query photo.")
     # Splits queried against the train gallery; add "test" only for the final evaluation.
-    eval_splits: list[str] = field(default_factory=lambda: ["val"])
+    # list[str] plus a check, not list[Literal]: Dagster's config schema has no list of Literal.
+    eval_splits: list[str] = Field(
+        default_factory=lambda: ["val"],
+        min_length=1,
+        description="Splits evaluated against the train gallery.",
+        examples=["val,test"],
+        json_schema_extra={"choices": list(EVAL_SPLITS)},
+    )
+    min_val_recall_at_1: float = Field(
+        0.0, ge=0, le=1, description="Asset check floor on val Recall@1 (0 never fails)."
+    )
+
+    @field_validator("eval_splits")
+    @classmethod
+    def _known_splits(cls, splits: list[str]) -> list[str]:
+        if any(split not in EVAL_SPLITS for split in splits):
+            raise ValueError("unknown split")  # worded by error_sentence from the field
+        return splits
+
+
+class IndexTypeSetting(Settings):
     # "flat" is exact (IndexFlatL2); "ivf" or "hnsw" are approximate, for galleries in the millions.
-    index_type: Literal["flat", "ivf", "hnsw"] = "flat"
-    # Asset check floor on val Recall@1 (0 disables the check's failure).
-    min_val_recall_at_1: float = 0.0
-    embedding_batch_size: int = 64
+    index_type: Literal["flat", "ivf", "hnsw"] = Field(
+        "flat", description="Faiss index: flat (exact), ivf or hnsw (approximate)."
+    )
 
 
-@dataclass
-class PipelineConfig:
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    training: TrainingConfig = field(default_factory=TrainingConfig)
-    augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
-    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
-    seed: int = 42
+class EmbeddingBatchSetting(Settings):
+    embedding_batch_size: int = Field(64, gt=0, description="Photos per batch when embedding.")
+
+
+# The sections of PipelineConfig (the checkpoint's "config" dict has one key per section).
+
+
+class DataConfig(ImageSizeSetting, PhotoSelection, SplitRatios):
+    pass
+
+
+class ModelConfig(Settings):
+    backbone: str = Field(DEFAULT_BACKBONE, description="timm model name of the backbone.")
+    pretrained: bool = Field(True, description="Start from the backbone's pretrained weights.")
+    pretrained_path: str | None = Field(
+        None,
+        description="Local weights file (.pth/.safetensors) for machines without the model hub.",
+    )
+    embedding_dim: int = Field(512, gt=0, description="Size of the embedding vector.")
+    arcface_s: float = Field(64.0, gt=0, description="ArcFace scale s.")
+    arcface_m_warmup: float = Field(0.0, ge=0, description="ArcFace margin m while warming up.")
+    arcface_m_finetune: float = Field(0.5, ge=0, description="ArcFace margin m after warm-up.")
+
+
+class TrainingConfig(Settings):
+    warmup_epochs: int = Field(5, ge=0, description="Epochs with the backbone frozen.")
+    total_epochs: int = Field(50, gt=0, description="Epochs in all, warm-up included.")
+    num_classes_per_batch: int | None = Field(
+        None, ge=1, description="P of a P×K batch (classes per batch); none for every class."
+    )
+    samples_per_class: int = Field(4, gt=0, description="K of a P×K batch (photos per class).")
+    gradient_accumulation_steps: int | None = Field(
+        None, ge=1, description="Batches per optimiser step; none picks it from the GPU table."
+    )
+    learning_rate: float = Field(1e-4, gt=0, description="AdamW learning rate.")
+    weight_decay: float = Field(1e-4, ge=0, description="AdamW weight decay.")
+    early_stopping_patience: int = Field(
+        10, ge=0, description="Epochs without a better val Recall@1 before stopping."
+    )
+    use_bf16: bool | None = Field(
+        None,
+        description="GPU autocast in bf16 (true) or fp16 (false); none picks it from the GPU table.",
+    )
+    num_workers: int | None = Field(
+        None, ge=0, description="Data loader processes; none picks them from the CPU and GPU count."
+    )
+    scheduler_type: Literal["cosine_warm_restarts", "reduce_on_plateau"] = Field(
+        "cosine_warm_restarts", description="Learning rate schedule after warm-up."
+    )
+    cosine_t0: int = Field(10, ge=1, description="Epochs of the first cosine cycle.")
+    cosine_t_mult: int = Field(2, ge=1, description="Growth factor of each cosine cycle.")
+    plateau_patience: int = Field(
+        5, ge=0, description="Epochs without improvement before reduce_on_plateau lowers the rate."
+    )
+    plateau_factor: float = Field(
+        0.5, gt=0, lt=1, description="Factor reduce_on_plateau multiplies the rate by."
+    )
+    fresh: bool = Field(False, description="Start over instead of resuming from latest_model.pt.")
+
+
+class AugmentationConfig(Settings):
+    crop_scale_min: float = Field(
+        0.8, gt=0, le=1, description="Smallest share of the photo a random crop keeps."
+    )
+    rotation_degrees: float = Field(15, ge=0, description="Largest random rotation in degrees.")
+    brightness: float = Field(0.2, ge=0, description="Colour jitter: brightness.")
+    contrast: float = Field(0.2, ge=0, description="Colour jitter: contrast.")
+    saturation: float = Field(0.1, ge=0, description="Colour jitter: saturation.")
+    hue: float = Field(0.05, ge=0, le=0.5, description="Colour jitter: hue.")
+
+
+class EvaluationConfig(RecallSetting, ReportSettings, IndexTypeSetting, EmbeddingBatchSetting):
+    pass
+
+
+class PipelineConfig(SeedSetting):
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    augmentation: AugmentationConfig = Field(default_factory=AugmentationConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Nested plain values, one key per section and ``seed`` (stored in every checkpoint)."""
+        return self.model_dump()
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> PipelineConfig:
         """Inverse of ``to_dict``; unknown keys are an error so a typo never goes unnoticed."""
-        config = cls()
-        for key, value in raw.items():
-            if key in SECTIONS:
-                section = getattr(config, key)
-                for name, item in (value or {}).items():
-                    _check_known(name, section)
-                    setattr(section, name, item)
-            else:
-                _check_known(key, config)
-                setattr(config, key, value)
-        validate(config)
-        return config
+        return cls.model_validate(raw)
+
+    def flat(self) -> dict[str, Any]:
+        """Every setting by its own name (names are unique across sections)."""
+        values = {name: getattr(self, name) for name in TOP_LEVEL}
+        for section in SECTIONS:
+            values.update(getattr(self, section).model_dump())
+        return values
+
+    @classmethod
+    def from_flat(cls, values: dict[str, Any]) -> PipelineConfig:
+        """Defaults, overridden by ``values`` keyed by setting name; validated once, as a whole."""
+        nested: dict[str, Any] = {section: {} for section in SECTIONS}
+        for name, value in values.items():
+            section = section_of(name)
+            (nested if section is None else nested[section])[name] = value
+        return cls.model_validate(nested)
 
 
 SECTIONS = ("data", "model", "training", "augmentation", "evaluation")
-
-# Spellings the original specification's train.py used on its command line.
-FLAG_ALIASES = {"accum_steps": "gradient_accumulation_steps"}
+TOP_LEVEL = tuple(name for name in PipelineConfig.model_fields if name not in SECTIONS)
 
 
-def _check_known(name: str, obj: Any) -> None:
-    names = [f.name for f in dataclasses.fields(obj)]
-    if name not in names:
-        raise UserError(
-            f"Unknown setting '{name}' for {type(obj).__name__}; valid settings: {', '.join(names)}."
-        )
-
-
-def field_index() -> dict[str, tuple[str | None, dataclasses.Field]]:
-    """Flat map of every setting name to (section or None for top level, its dataclass field)."""
-    index: dict[str, tuple[str | None, dataclasses.Field]] = {}
-    for section in SECTIONS:
-        section_type = _section_type(section)
-        for f in dataclasses.fields(section_type):
-            index[f.name] = (section, f)
-    for f in dataclasses.fields(PipelineConfig):
-        if f.name not in SECTIONS:
-            index[f.name] = (None, f)
-    return index
-
-
-def _section_type(section: str) -> type:
-    hints = typing.get_type_hints(PipelineConfig)
-    return hints[section]
-
-
-def field_type(section: str | None, name: str) -> Any:
-    owner = PipelineConfig if section is None else _section_type(section)
-    return typing.get_type_hints(owner)[name]
-
-
-def parse_value(name: str, text: str, annotation: Any) -> Any:
-    """Turn a command-line string into the field's type; a bad value names the flag."""
-    origin = typing.get_origin(annotation)
-    args = typing.get_args(annotation)
-    if origin in (typing.Union, types.UnionType) and type(None) in args:
-        if text.strip().lower() in ("none", "null", ""):
-            return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return parse_value(name, text, inner)
-    if origin is list:
-        (item,) = args
-        return [parse_value(name, part.strip(), item) for part in text.split(",") if part.strip()]
-    if origin is Literal:
-        if text not in args:
-            raise UserError(f"--{name} must be one of {', '.join(map(str, args))}, not '{text}'.")
-        return text
-    if annotation is bool:
-        lowered = text.strip().lower()
-        if lowered in ("true", "1", "yes", "on"):
-            return True
-        if lowered in ("false", "0", "no", "off"):
-            return False
-        raise UserError(f"--{name} takes true or false, not '{text}'.")
-    try:
-        return annotation(text)
-    except ValueError:
-        kind = {"int": "whole number", "float": "number", "str": "text"}.get(
-            annotation.__name__, annotation.__name__
-        )
-        raise UserError(f"--{name} takes a {kind}, not '{text}'.") from None
-
-
-def apply_overrides(config: PipelineConfig, overrides: dict[str, str]) -> PipelineConfig:
-    """Apply ``{"seed": "7", "class_names": "a,b"}``-style overrides (strings, as typed by a user)."""
-    index = field_index()
-    for raw_name, text in overrides.items():
-        name = FLAG_ALIASES.get(raw_name, raw_name)
-        if name not in index:
-            close = difflib.get_close_matches(name, list(index), n=3)
-            hint = f" Did you mean {', '.join('--' + c for c in close)}?" if close else ""
-            raise UserError(
-                f"Unknown flag --{raw_name}.{hint} Valid settings: "
-                f"{', '.join('--' + n for n in sorted(index))}."
-            )
-        section, _ = index[name]
-        value = parse_value(raw_name, text, field_type(section, name))
-        setattr(config if section is None else getattr(config, section), name, value)
-    validate(config)
-    return config
-
-
-def validate(config: PipelineConfig) -> None:
-    """Reject settings that cannot work, naming the setting and what a valid value looks like."""
-    data = config.data
-    ratios = (data.train_ratio, data.val_ratio, data.test_ratio)
-    if any(r < 0 for r in ratios) or abs(sum(ratios) - 1.0) > 1e-6:
-        raise UserError(
-            f"train_ratio + val_ratio + test_ratio must be 1.0 and none negative; "
-            f"got {data.train_ratio} + {data.val_ratio} + {data.test_ratio} = {sum(ratios):g}."
-        )
-    if data.train_ratio <= 0:
-        raise UserError(
-            "train_ratio must be above 0: the training split is also the search gallery."
-        )
-    positive = {
-        "image_size": data.image_size,
-        "embedding_dim": config.model.embedding_dim,
-        "samples_per_class": config.training.samples_per_class,
-        "total_epochs": config.training.total_epochs,
-        "top_k": config.evaluation.top_k,
+@functools.cache
+def setting_fields() -> dict[str, tuple[str | None, FieldInfo]]:
+    """Every setting name → (its section, or None at the top level; its pydantic field)."""
+    fields: dict[str, tuple[str | None, FieldInfo]] = {
+        name: (None, PipelineConfig.model_fields[name]) for name in TOP_LEVEL
     }
-    for name, value in positive.items():
-        if value <= 0:
-            raise UserError(f"{name} must be a positive number, not {value}.")
-    if data.min_image_size < 0:
-        raise UserError(f"min_image_size must be 0 or more, not {data.min_image_size}.")
-    if config.training.warmup_epochs < 0:
-        raise UserError(f"warmup_epochs must be 0 or more, not {config.training.warmup_epochs}.")
-    for name in ("num_classes_per_batch", "gradient_accumulation_steps", "num_workers"):
-        value = getattr(config.training, name)
-        minimum = 0 if name == "num_workers" else 1
-        if value is not None and value < minimum:
-            raise UserError(
-                f"{name} must be at least {minimum} (or None for automatic), not {value}."
-            )
-    _validate_training(config)
-    evaluation = config.evaluation
-    if evaluation.embedding_batch_size < 1:
-        raise UserError(
-            f"embedding_batch_size must be at least 1, not {evaluation.embedding_batch_size}."
-        )
-    unknown = [s for s in evaluation.eval_splits if s not in ("val", "test")]
-    if unknown or not evaluation.eval_splits:
-        raise UserError(
-            f"eval_splits takes val and/or test (e.g. val,test), not {evaluation.eval_splits}."
-        )
-    if not config.evaluation.recall_k_values or min(config.evaluation.recall_k_values) < 1:
-        raise UserError("recall_k_values must list one or more positive K, e.g. 1,5.")
-    if data.class_names is not None and len(data.class_names) == 0:
-        raise UserError("class_names is empty: list class folder names, or leave it None for all.")
+    for section in SECTIONS:
+        section_type = PipelineConfig.model_fields[section].annotation
+        for name, field in section_type.model_fields.items():
+            fields[name] = (section, field)
+    return fields
 
 
-def _validate_training(config: PipelineConfig) -> None:
-    """Ranges that torch/torchvision would otherwise reject deep inside a training process."""
-    training, augmentation = config.training, config.augmentation
-    checks = [
-        ("learning_rate", training.learning_rate > 0, "above 0"),
-        ("weight_decay", training.weight_decay >= 0, "0 or more"),
-        ("cosine_t0", training.cosine_t0 >= 1, "at least 1"),
-        ("cosine_t_mult", training.cosine_t_mult >= 1, "at least 1"),
-        ("plateau_factor", 0 < training.plateau_factor < 1, "between 0 and 1"),
-        ("plateau_patience", training.plateau_patience >= 0, "0 or more"),
-        ("crop_scale_min", 0 < augmentation.crop_scale_min <= 1, "in (0, 1]"),
-        ("rotation_degrees", augmentation.rotation_degrees >= 0, "0 or more"),
-        ("brightness", augmentation.brightness >= 0, "0 or more"),
-        ("contrast", augmentation.contrast >= 0, "0 or more"),
-        ("saturation", augmentation.saturation >= 0, "0 or more"),
-        ("hue", 0 <= augmentation.hue <= 0.5, "between 0 and 0.5"),
-        ("arcface_s", config.model.arcface_s > 0, "above 0"),
-    ]
-    for name, ok, wanted in checks:
-        if not ok:
-            value = getattr(training, name, None)
-            if value is None:
-                value = getattr(augmentation, name, getattr(config.model, name, None))
-            raise UserError(f"{name} must be {wanted}, not {value}.")
+def section_of(name: str) -> str | None:
+    fields = setting_fields()
+    if name not in fields:
+        raise UserError(
+            f"Unknown setting '{name}'.{did_you_mean(name, list(fields))} "
+            f"Valid settings: {', '.join(sorted(fields))}."
+        )
+    return fields[name][0]

@@ -5,7 +5,7 @@ import dagster as dg
 from imgcls_pipeline.core.data.manifest import folder_fingerprint
 from imgcls_pipeline.defs.data_assets import FINGERPRINT_KEY
 from imgcls_pipeline.defs.resources import PipelinePaths
-from imgcls_pipeline.defs.run_config import ASSET_SETTINGS
+from imgcls_pipeline.defs.run_config import ASSET_CONFIGS
 
 # Everything downstream of the photo folder: scan, split, train, embed, index, evaluate.
 retrain_job = dg.define_asset_job(
@@ -26,7 +26,7 @@ def retrain_run_config(instance: dg.DagsterInstance) -> dict:
     run = instance.get_run_by_id(event.run_id) if event is not None else None
     if run is not None:
         previous_ops = (run.run_config or {}).get("ops", {})
-        ops = {name: previous_ops[name] for name in ASSET_SETTINGS if name in previous_ops}
+        ops = {name: previous_ops[name] for name in ASSET_CONFIGS if name in previous_ops}
     training = dict(ops.get("trained_checkpoint", {}).get("config", {}))
     ops["trained_checkpoint"] = {"config": {**training, "fresh": True}}
     return {"ops": ops}

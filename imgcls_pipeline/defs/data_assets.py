@@ -33,7 +33,7 @@ from imgcls_pipeline.core.data.splitting import (
 from imgcls_pipeline.core.errors import UserError
 from imgcls_pipeline.defs.markdown import counts_markdown, frame_markdown
 from imgcls_pipeline.defs.resources import PipelinePaths
-from imgcls_pipeline.defs.run_config import IdGroupsConfig, SplitsConfig, to_pipeline_config
+from imgcls_pipeline.defs.run_config import IdGroupsConfig, SplitsConfig
 
 GROUP = "data"
 # Metadata key of image_manifest: the photo folder's fingerprint when it was scanned.
@@ -104,7 +104,6 @@ def id_groups(
     paths: PipelinePaths,
     image_manifest: pd.DataFrame,
 ) -> IdGroups:
-    to_pipeline_config(config)  # one validation for every door: UI, CLI, sensor
     groups = select_id_groups(
         image_manifest,
         class_folders(paths.data),
@@ -152,7 +151,6 @@ def splits(
     paths: PipelinePaths,
     id_groups: IdGroups,
 ) -> SplitResult:
-    to_pipeline_config(config)  # ratios must be non-negative and sum to 1
     ratios = {"train": config.train_ratio, "val": config.val_ratio, "test": config.test_ratio}
     previous = previous_assignment_on_disk(paths.splits)
     _warn_if_settings_changed(context, paths, ratios, config.seed, bool(previous))

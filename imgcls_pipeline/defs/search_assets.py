@@ -15,13 +15,10 @@ from imgcls_pipeline.core.search import embeddings_store, evaluation_store
 from imgcls_pipeline.defs.data_assets import splits
 from imgcls_pipeline.defs.gpu import GpuResource
 from imgcls_pipeline.defs.resources import PipelinePaths
-from imgcls_pipeline.defs.run_config import config_class, to_pipeline_config
+from imgcls_pipeline.defs.run_config import EmbeddingsConfig, EvaluationConfig, FaissIndexConfig
 from imgcls_pipeline.defs.training_assets import trained_checkpoint
 
 GROUP = "search"
-EmbeddingsConfig = config_class("embeddings")
-FaissIndexConfig = config_class("faiss_index")
-EvaluationConfig = config_class("evaluation")
 
 
 def _best_checkpoint(paths: PipelinePaths) -> Path:
@@ -52,7 +49,6 @@ def embeddings(
 ) -> dg.MaterializeResult:
     from imgcls_pipeline.core.search.inference import embed_frame, load_model
 
-    to_pipeline_config(config)
     checkpoint = _best_checkpoint(paths)
     folder = paths.artifacts / embeddings_store.FOLDER
     inputs = embeddings_store.inputs_signature(checkpoint, paths.splits)
@@ -109,7 +105,6 @@ def faiss_index(
 ) -> dg.MaterializeResult:
     from imgcls_pipeline.core.search.index import FOLDER, INDEX_FILE, build_index, save_index
 
-    to_pipeline_config(config)
     gallery = read_split(paths.splits, "train")
     embeddings_dir = paths.artifacts / embeddings_store.FOLDER
     vectors = embeddings_store.read_embeddings(embeddings_dir, "train", rows=len(gallery))
@@ -155,7 +150,6 @@ def evaluation(
         worst_queries_png,
     )
 
-    to_pipeline_config(config)  # validates eval_splits, recall_k_values, top_k
     index, gallery = load_index(paths.artifacts / FOLDER)
     metadata: dict = {}
     for split in config.eval_splits:

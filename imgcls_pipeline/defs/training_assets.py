@@ -8,16 +8,14 @@ import warnings
 from pathlib import Path
 
 import dagster as dg
-import pandas as pd
 from dagster._core.errors import DagsterPipesExecutionError
 
 from imgcls_pipeline.core.errors import UserError
+from imgcls_pipeline.core.training import checkpoint as ckpt
 from imgcls_pipeline.defs.data_assets import splits
 from imgcls_pipeline.defs.gpu import GpuResource
 from imgcls_pipeline.defs.resources import PipelinePaths
-from imgcls_pipeline.defs.run_config import config_class, to_pipeline_config
-
-TrainedCheckpointConfig = config_class("trained_checkpoint")
+from imgcls_pipeline.defs.run_config import TrainedCheckpointConfig
 
 # Dagster 1.13's own Pipes client calls a "preview" API internally; nothing for a user to act on.
 warnings.filterwarnings("ignore", category=dg.PreviewWarning, message=".*expected_writer_count")
@@ -59,7 +57,7 @@ def trained_checkpoint(
     gpu: GpuResource,
     pipes_subprocess_client: dg.PipesSubprocessClient,
 ) -> dg.MaterializeResult:
-    pipeline_config = to_pipeline_config(config)
+    pipeline_config = config.pipeline_config()
     hardware = gpu.resolve(pipeline_config.training)
     from_terminal = bool(context.run.tags.get("imgcls/command"))
     context.log.info(f"Training settings: {hardware.reason}")
@@ -106,14 +104,12 @@ def trained_checkpoint(
         training_curve_png,
     )
 
-    metrics_file = paths.checkpoints / "metrics.csv"
-    if metrics_file.is_file():
-        history = pd.read_csv(metrics_file)
-        if not history.empty:
-            metadata["training_curve"] = dg.MetadataValue.md(
-                png_markdown(training_curve_png(history), "training curve")
-            )
-    metadata["checkpoint"] = dg.MetadataValue.path(str(paths.checkpoints / "best_model.pt"))
+    history = ckpt.read_metrics(paths.checkpoints)
+    if not history.empty:
+        metadata["training_curve"] = dg.MetadataValue.md(
+            png_markdown(training_curve_png(history), "training curve")
+        )
+    metadata["checkpoint"] = dg.MetadataValue.path(str(paths.checkpoints / ckpt.BEST))
     return dg.MaterializeResult(metadata=metadata)
 
 

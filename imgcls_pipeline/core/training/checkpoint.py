@@ -24,11 +24,12 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import torch
+import pandas as pd
 
 from imgcls_pipeline.core.atomic import write_atomic, write_text_atomic
 from imgcls_pipeline.core.errors import UserError, describe
 from imgcls_pipeline.core.settings import PipelineConfig
+from imgcls_pipeline.core.tables import read_table
 
 FORMAT = "imgcls_pipeline.checkpoint/1"
 LATEST = "latest_model.pt"
@@ -50,6 +51,8 @@ def splits_fingerprint(splits_dir: str | Path) -> str:
 
 def save_checkpoint(path: Path, checkpoint: dict[str, Any]) -> None:
     """Atomic: a reader (or a resume after SIGKILL) sees the previous file or the complete new one."""
+    import torch  # here, not at the top: the file names and metrics.csv need no torch
+
     write_atomic(path, lambda handle: torch.save(checkpoint, handle))
 
 
@@ -68,6 +71,8 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "unusual pickle protocol" on junk
+            import torch
+
             checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     # The weights-only unpickler runs no code, but on arbitrary bytes it can fail with almost any
     # exception (IndexError, KeyError, UnpicklingError, ...): all mean "not a checkpoint".
@@ -128,3 +133,13 @@ def write_metrics_csv(path: Path, history: list[dict[str, Any]]) -> None:
     writer.writeheader()
     writer.writerows(history)
     write_text_atomic(path, text.getvalue())
+
+
+def read_metrics(checkpoint_dir: str | Path) -> pd.DataFrame:
+    """``metrics.csv`` of ``checkpoint_dir`` as numbers, one row per epoch (empty if none yet)."""
+    path = Path(checkpoint_dir) / METRICS
+    if not path.is_file():
+        return pd.DataFrame()
+    return read_table(
+        path, ["epoch"], dtype=None, remedy="train again (it is rewritten from latest_model.pt)"
+    )

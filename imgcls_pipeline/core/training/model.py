@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -67,8 +66,9 @@ def load_embedding_model(
     Returns the model in eval mode on ``device`` and the checkpoint dict.
     """
     checkpoint = read_checkpoint(checkpoint_path)
-    model_cfg = ModelConfig(**checkpoint["config"]["model"])
-    model_cfg = dataclasses.replace(model_cfg, pretrained=False, pretrained_path=None)
+    model_cfg = ModelConfig(**checkpoint["config"]["model"]).model_copy(
+        update={"pretrained": False, "pretrained_path": None}
+    )
     model = build_embedding_model(model_cfg)
     try:
         model.load_state_dict(checkpoint["model"])

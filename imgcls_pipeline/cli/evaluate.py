@@ -1,0 +1,58 @@
+"""``imgcls evaluate``: the original specification's evaluate.py, without Dagster.
+
+Any checkpoint, any split, scored against the train split as the gallery.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+
+from imgcls_pipeline.cli.flags import read_command_line, refuse_arguments
+from imgcls_pipeline.core.atomic import write_text_atomic
+from imgcls_pipeline.core.data.split_files import read_split
+from imgcls_pipeline.core.errors import UserError
+from imgcls_pipeline.core.folders import Folders
+from imgcls_pipeline.core.search.evaluation import evaluate_split
+from imgcls_pipeline.core.search.index import build_index
+from imgcls_pipeline.core.search.inference import embed_frame, load_model
+from imgcls_pipeline.core.search.report import metrics_markdown_table
+from imgcls_pipeline.core.training.checkpoint import BEST
+
+
+def run(command: str, tokens: Sequence[str]) -> int:
+    line = read_command_line(tokens, command)
+    refuse_arguments(line)
+    options, config = line.options, line.config
+    split = options.get("split", "val")
+    if split not in ("val", "test"):
+        raise UserError(f"--split must be val or test, not '{split}'.")
+    folders = Folders.from_env(
+        data_dir=options.get("data_dir"), splits_dir=options.get("splits_dir")
+    )
+    checkpoint = options.get("checkpoint") or str(folders.checkpoints / BEST)
+    loaded = load_model(checkpoint)
+    gallery = read_split(folders.splits, "train")
+    queries = read_split(folders.splits, split)
+    print(
+        f"Embedding {len(gallery)} gallery and {len(queries)} {split} photos on {loaded.device}",
+        file=sys.stderr,
+    )
+    batch = config.evaluation.embedding_batch_size
+    gallery_vectors = embed_frame(loaded, gallery, folders.data, batch_size=batch, progress=True)
+    query_vectors = embed_frame(loaded, queries, folders.data, batch_size=batch, progress=True)
+    result = evaluate_split(
+        queries,
+        query_vectors,
+        build_index(gallery_vectors),
+        gallery,
+        recall_k_values=config.evaluation.recall_k_values,
+        top_k=config.evaluation.top_k,
+    )
+    report = {**result.metrics, "split": split, "checkpoint": str(checkpoint)}
+    print(metrics_markdown_table(report))
+    if "output" in options:
+        write_text_atomic(options["output"], json.dumps(report, indent=2, ensure_ascii=False))
+        print(f"written to {options['output']}", file=sys.stderr)
+    return 0

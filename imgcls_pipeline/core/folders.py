@@ -1,0 +1,62 @@
+"""Where one deployment keeps its photos, splits, checkpoints and artifacts.
+
+Read by the Dagster resource (``defs/resources.py``) and by the commands that work without Dagster
+(``imgcls evaluate`` / ``predict``), so both find the same folders.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+FOLDER_ENV_VARS = {
+    "data_dir": ("IMGCLS_DATA_DIR", "./data"),
+    "splits_dir": ("IMGCLS_SPLITS_DIR", "./splits"),
+    "checkpoint_dir": ("IMGCLS_CHECKPOINT_DIR", "./checkpoints"),
+    "artifacts_dir": ("IMGCLS_ARTIFACTS_DIR", "./artifacts"),
+}
+
+
+class FolderPaths:
+    """The four folders as paths, for a class holding them as ``*_dir`` strings."""
+
+    data_dir: str
+    splits_dir: str
+    checkpoint_dir: str
+    artifacts_dir: str
+
+    @property
+    def data(self) -> Path:
+        return Path(self.data_dir)
+
+    @property
+    def splits(self) -> Path:
+        return Path(self.splits_dir)
+
+    @property
+    def checkpoints(self) -> Path:
+        return Path(self.checkpoint_dir)
+
+    @property
+    def artifacts(self) -> Path:
+        return Path(self.artifacts_dir)
+
+
+@dataclass(frozen=True)
+class Folders(FolderPaths):
+    data_dir: str
+    splits_dir: str
+    checkpoint_dir: str
+    artifacts_dir: str
+
+    @classmethod
+    def from_env(cls, **overrides: str | None) -> Folders:
+        """Explicit values first, then ``IMGCLS_*_DIR`` environment variables, then defaults;
+        relative paths stay relative to the current folder."""
+        return cls(
+            **{
+                name: overrides.get(name) or os.environ.get(env_var, default)
+                for name, (env_var, default) in FOLDER_ENV_VARS.items()
+            }
+        )

@@ -1,0 +1,59 @@
+"""The run config of each asset: flat settings from the core model, validated by it, in the UI too."""
+
+import pytest
+
+from imgcls_pipeline.core.errors import UserError
+from imgcls_pipeline.core.settings import PipelineConfig, setting_fields
+from imgcls_pipeline.defs.run_config import (
+    ASSET_CONFIGS,
+    EvaluationConfig,
+    SplitsConfig,
+    TrainedCheckpointConfig,
+    run_config_for,
+)
+
+TRAINING_SECTIONS = ("model", "training", "augmentation")
+
+
+def test_each_asset_gets_exactly_the_settings_it_uses() -> None:
+    ops = run_config_for(PipelineConfig(), list(ASSET_CONFIGS))["ops"]
+    keys = {asset: set(op["config"]) for asset, op in ops.items()}
+    training = {n for n, (section, _) in setting_fields().items() if section in TRAINING_SECTIONS}
+    assert keys == {
+        "id_groups": {"min_image_size", "class_names"},
+        "splits": {"train_ratio", "val_ratio", "test_ratio", "seed"},
+        "trained_checkpoint": training | {"image_size", "seed", "recall_k_values"},
+        "embeddings": {"embedding_batch_size"},
+        "faiss_index": {"index_type"},
+        "evaluation": {"recall_k_values", "top_k", "eval_splits", "min_val_recall_at_1"},
+    }
+
+
+def test_run_config_carries_a_command_lines_settings_to_the_training_process() -> None:
+    config = PipelineConfig.from_flat(
+        {"backbone": "test_efficientnet", "image_size": 64, "seed": 5, "total_epochs": 3}
+    )
+    values = run_config_for(config, ["trained_checkpoint"])["ops"]["trained_checkpoint"]["config"]
+    received = TrainedCheckpointConfig(**values).pipeline_config()
+    assert received == config
+
+
+def test_a_bad_run_config_is_refused_with_the_same_sentence_as_a_flag() -> None:
+    with pytest.raises(UserError, match=r"^top_k must be above 0, not 0\.$"):
+        EvaluationConfig(top_k=0)
+    with pytest.raises(UserError, match=r"^train_ratio \+ val_ratio \+ test_ratio must be 1\.0"):
+        SplitsConfig(train_ratio=0.5)
+
+
+def test_the_launchpad_shows_each_settings_description_and_default() -> None:
+    from imgcls_pipeline.definitions import defs
+
+    schema = defs.resolve_implicit_global_asset_job_def().run_config_schema.config_type
+    ops = schema.fields["ops"].config_type.fields
+    fields = ops["trained_checkpoint"].config_type.fields["config"].config_type.fields
+    core = setting_fields()
+    assert set(fields) == set(TrainedCheckpointConfig.model_fields)
+    for name, field in fields.items():
+        assert field.description == core[name][1].description
+    assert fields["total_epochs"].default_value == 50
+    assert fields["scheduler_type"].default_value == "cosine_warm_restarts"
