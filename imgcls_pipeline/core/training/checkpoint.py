@@ -8,11 +8,13 @@ lists, str, int, float, bool, None. Keys:
 - ``model``, ``arcface``: fp32 state dicts; ``optimizer``, ``scheduler``, ``scaler``: state dicts
   (latest_model.pt only; best_model.pt is for inference and leaves them out)
 - ``best_val_recall@1``, ``best_epoch``, ``epochs_without_improvement``, ``stopped_early``
-- ``rng``: random states (python, numpy, torch, cuda) at the end of the epoch, see ``core.rng``
+- ``rng``: random states (python, numpy, torch, cuda) at the end of the epoch, see ``core.training.rng``
 - ``config`` (``PipelineConfig.to_dict()``), ``classes``, ``splits_fingerprint``
 - ``backbone``, ``embedding_dim``, ``mean``, ``std``, ``image_size``: what inference needs
 - ``hardware``: the ``HardwareSettings`` dict of the run; ``history``: one dict per epoch
   (the rows of ``metrics.csv``)
+
+``payload`` builds that dict and ``restore`` reads it back: the keys are written out here only.
 """
 
 from __future__ import annotations
@@ -21,12 +23,15 @@ import csv
 import hashlib
 import io
 import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pandas as pd
 
 from imgcls_pipeline.core.atomic import write_atomic, write_text_atomic
+from imgcls_pipeline.core.data.split_files import split_path
 from imgcls_pipeline.core.errors import UserError, describe
 from imgcls_pipeline.core.settings import PipelineConfig
 from imgcls_pipeline.core.tables import read_table
@@ -38,11 +43,122 @@ METRICS = "metrics.csv"
 RESUME_STATE_KEYS = ("optimizer", "scheduler", "scaler")
 
 
+@dataclass
+class RunState:
+    """What a run carries from epoch to epoch, into a checkpoint and back out of it."""
+
+    epoch: int = 0  # epochs completed
+    best_recall: float = -1.0  # best val Recall@1 so far (-1: none yet)
+    best_epoch: int | None = None
+    epochs_without_improvement: int = 0
+    stopped_early: bool = False
+    history: list[dict[str, Any]] = field(default_factory=list)  # the rows of metrics.csv
+
+
+class Stateful(Protocol):
+    """A module, optimiser, scheduler or grad scaler: what torch saves and loads as a dict."""
+
+    def state_dict(self) -> Mapping[str, Any]: ...
+
+    def load_state_dict(self, state_dict: Any, /) -> Any: ...
+
+
+def payload(
+    state: RunState,
+    *,
+    config: PipelineConfig,
+    phase: str,
+    margin: float,
+    model: Stateful,
+    arcface: Stateful,
+    optimizer: Stateful,
+    scheduler: Stateful,
+    scaler: Stateful,
+    mean: tuple[float, ...] | list[float],
+    std: tuple[float, ...] | list[float],
+    rng: dict[str, Any],
+    classes: list[str],
+    fingerprint: str,
+    hardware: dict[str, Any],
+) -> dict[str, Any]:
+    """The checkpoint dict of the keys above, captured at the end of epoch ``state.epoch``."""
+    return {
+        "format": FORMAT,
+        "epoch": state.epoch,
+        "phase": phase,
+        "margin": margin,
+        "model": _fp32_cpu(model.state_dict()),
+        "arcface": _fp32_cpu(arcface.state_dict()),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict(),
+        "best_val_recall@1": state.best_recall,
+        "best_epoch": state.best_epoch,
+        "epochs_without_improvement": state.epochs_without_improvement,
+        "stopped_early": state.stopped_early,
+        "rng": rng,
+        "config": config.to_dict(),
+        "classes": list(classes),
+        "splits_fingerprint": fingerprint,
+        "backbone": config.model.backbone,
+        "embedding_dim": config.model.embedding_dim,
+        "mean": list(mean),
+        "std": list(std),
+        "image_size": config.data.image_size,
+        "hardware": hardware,
+        "history": [dict(row) for row in state.history],
+    }
+
+
+def inference_only(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """``checkpoint`` without the optimiser, scheduler and scaler states: best_model.pt."""
+    return {k: v for k, v in checkpoint.items() if k not in RESUME_STATE_KEYS}
+
+
+def restore(
+    checkpoint: dict[str, Any],
+    *,
+    model: Stateful,
+    arcface: Stateful,
+    optimizer: Stateful,
+    scheduler: Stateful,
+    scaler: Stateful,
+) -> RunState:
+    """Load a latest_model.pt's weights and optimiser states in place; return the run's state."""
+    model.load_state_dict(checkpoint["model"])
+    arcface.load_state_dict(checkpoint["arcface"])
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    scheduler.load_state_dict(checkpoint["scheduler"])
+    scaler.load_state_dict(checkpoint["scaler"])
+    return RunState(
+        epoch=checkpoint["epoch"],
+        best_recall=checkpoint["best_val_recall@1"],
+        best_epoch=checkpoint["best_epoch"],
+        epochs_without_improvement=checkpoint["epochs_without_improvement"],
+        stopped_early=checkpoint["stopped_early"],
+        history=list(checkpoint["history"]),
+    )
+
+
+def saved_rng_state(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """The random states captured with the checkpoint, for ``rng.restore_rng_state``."""
+    return checkpoint["rng"]
+
+
+def _fp32_cpu(state_dict: Mapping[str, Any]) -> dict[str, Any]:
+    # Weights are fp32 already (autocast never changes them); this also makes a checkpoint written
+    # on one GPU load anywhere.
+    return {
+        k: v.detach().float().cpu() if v.is_floating_point() else v.detach().cpu()
+        for k, v in state_dict.items()
+    }
+
+
 def splits_fingerprint(splits_dir: str | Path) -> str:
     """sha256 over the bytes of train.csv then val.csv: a resumed run must see the same splits."""
     digest = hashlib.sha256()
-    for name in ("train.csv", "val.csv"):
-        path = Path(splits_dir) / name
+    for split in ("train", "val"):
+        path = split_path(splits_dir, split)
         if not path.is_file():
             raise UserError(f"{path} is missing; create the splits first (the splits step).")
         digest.update(path.read_bytes())

@@ -21,7 +21,7 @@ import dataclasses
 import time
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -48,6 +48,7 @@ from imgcls_pipeline.core.settings import ModelConfig, PipelineConfig, TrainingC
 from imgcls_pipeline.core.training import checkpoint as ckpt
 from imgcls_pipeline.core.training import distributed
 from imgcls_pipeline.core.training.arcface import ArcFace
+from imgcls_pipeline.core.training.checkpoint import RunState
 from imgcls_pipeline.core.training.model import EmbeddingModel, build_embedding_model
 from imgcls_pipeline.core.training.rng import (
     capture_rng_state,
@@ -74,18 +75,6 @@ class TrainResult:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-
-@dataclass
-class RunState:
-    """What a run carries from epoch to epoch, into a checkpoint and back out of it."""
-
-    epoch: int = 0  # epochs completed
-    best_recall: float = -1.0  # best val Recall@1 so far (-1: none yet)
-    best_epoch: int | None = None
-    epochs_without_improvement: int = 0
-    stopped_early: bool = False
-    history: list[dict[str, Any]] = field(default_factory=list)  # the rows of metrics.csv
 
 
 class ArcFaceNet(nn.Module):
@@ -162,30 +151,15 @@ def train(
     )
     memory_format = torch.channels_last if hardware.channels_last else torch.preserve_format
     net = ArcFaceNet(model, arcface).to(device, memory_format=memory_format)
-    optimizer = make_optimizer(net, config.training)
     amp_dtype, use_scaler = amp_settings(hardware.precision)
-    parts = Trainables(
-        net,
-        optimizer,
-        make_scheduler(optimizer, config.training),
-        torch.amp.GradScaler(device.type, enabled=use_scaler),
-    )
+    parts = make_trainables(net, config.training, device, use_scaler)
 
     # --- resume ---
-    state = RunState()
     if info.is_main:
         ckpt.remove_stale_temp_files(checkpoint_dir)
+    state = RunState()
     if latest_path.exists() and not config.training.fresh:
-        saved = ckpt.read_checkpoint(latest_path)
-        ckpt.check_resume_compatible(
-            saved, config=config, classes=classes, fingerprint=fingerprint, path=latest_path
-        )
-        state = restore(saved, parts)
-        # Rank 0's random state is in the checkpoint; the other ranks get fresh, distinct seeds.
-        if info.is_main:
-            restore_rng_state(saved["rng"])
-        else:
-            seed_everything(config.seed + 1000 * state.epoch + info.rank)
+        state = resume_from(latest_path, parts, config, classes, fingerprint, info)
         log(f"Resuming from {latest_path} after epoch {state.epoch}.")
     else:
         seed_everything(config.seed + info.rank)  # distinct augmentations per rank
@@ -194,7 +168,14 @@ def train(
         ckpt.write_metrics_csv(checkpoint_dir / ckpt.METRICS, state.history)
 
     data = make_training_data(
-        config, model, data_dir, train_frame, val_frame, classes, hardware, info
+        config=config,
+        model=model,
+        data_dir=data_dir,
+        train_frame=train_frame,
+        val_frame=val_frame,
+        classes=classes,
+        hardware=hardware,
+        info=info,
     )
     ks = sorted({1, *config.evaluation.recall_k_values})
     _log_setup(log, data, len(val_frame), len(classes), hardware, info)
@@ -224,7 +205,7 @@ def train(
                 net, device_ids=[device.index] if device.type == "cuda" else None
             )
         data.sampler.set_epoch(epoch)
-        lr = current_lr(optimizer)
+        lr = current_lr(parts.optimizer)
         started = time.perf_counter()
 
         # --- forward, loss, backward, step (one pass over the P×K batches) ---
@@ -235,7 +216,7 @@ def train(
                 desc=f"epoch {epoch + 1}",
                 disable=not (progress and info.is_main),
             ),
-            optimizer,
+            parts.optimizer,
             parts.scaler,
             device=device,
             accum_steps=hardware.accum_steps,
@@ -257,19 +238,8 @@ def train(
 
         # --- schedule, early stop ---
         step_scheduler(parts.scheduler, recalls[1])
-        state.epoch = epoch + 1
-        improved = recalls[1] > state.best_recall
-        if improved:
-            state.best_recall, state.best_epoch = recalls[1], state.epoch
-            state.epochs_without_improvement = 0
-        elif phase == "finetune":
-            state.epochs_without_improvement += 1
-        # (Warm-up epochs without improvement do not count: patience is for fine-tuning.)
-        # Early stopping waits for fine-tuning: a plateau with a frozen backbone says little.
         patience = config.training.early_stopping_patience
-        state.stopped_early = (
-            0 < patience <= state.epochs_without_improvement and phase == "finetune"
-        )
+        improved = record_epoch(state, recalls[1], phase, patience)
         row = {
             "epoch": state.epoch,
             "phase": phase,
@@ -290,10 +260,7 @@ def train(
                 config, state, parts, classes=classes, fingerprint=fingerprint, hardware=hardware
             )
             if improved:  # best first: a kill between the two writes re-runs this epoch
-                inference_only = {
-                    k: v for k, v in payload.items() if k not in ckpt.RESUME_STATE_KEYS
-                }
-                ckpt.save_checkpoint(best_path, inference_only)
+                ckpt.save_checkpoint(best_path, ckpt.inference_only(payload))
             ckpt.save_checkpoint(latest_path, payload)
             ckpt.write_metrics_csv(checkpoint_dir / ckpt.METRICS, state.history)
             if on_epoch_end is not None:
@@ -338,6 +305,7 @@ class TrainingData:
 
 
 def make_training_data(
+    *,
     config: PipelineConfig,
     model: EmbeddingModel,
     data_dir: str | Path,
@@ -414,6 +382,14 @@ def apply_phase(
 # --- optimiser and learning-rate schedule (both schedules step once per epoch) ---
 
 
+def make_trainables(
+    net: ArcFaceNet, cfg: TrainingConfig, device: torch.device, use_scaler: bool
+) -> Trainables:
+    optimizer = make_optimizer(net, cfg)
+    scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
+    return Trainables(net, optimizer, make_scheduler(optimizer, cfg), scaler)
+
+
 def make_optimizer(module: nn.Module, cfg: TrainingConfig) -> AdamW:
     # All parameters from the start: frozen ones (backbone during warm-up) have no gradient, and
     # AdamW skips a parameter without gradient entirely (no update, no weight decay).
@@ -438,6 +414,24 @@ def step_scheduler(scheduler: Scheduler, val_recall_at_1: float) -> None:
 
 def current_lr(optimizer: Optimizer) -> float:
     return float(optimizer.param_groups[0]["lr"])
+
+
+# --- early stop ---
+
+
+def record_epoch(state: RunState, val_recall_at_1: float, phase: Phase, patience: int) -> bool:
+    """Count one more completed epoch in ``state``; True when it is the best so far."""
+    state.epoch += 1
+    improved = val_recall_at_1 > state.best_recall
+    if improved:
+        state.best_recall, state.best_epoch = val_recall_at_1, state.epoch
+        state.epochs_without_improvement = 0
+    elif phase == "finetune":
+        # Warm-up epochs without improvement do not count: patience is for fine-tuning.
+        state.epochs_without_improvement += 1
+    # Early stopping waits for fine-tuning: a plateau with a frozen backbone says little.
+    state.stopped_early = 0 < patience <= state.epochs_without_improvement and phase == "finetune"
+    return improved
 
 
 # --- forward, loss, backward, step ---
@@ -561,61 +555,60 @@ def checkpoint_payload(
     fingerprint: str,
     hardware: HardwareSettings,
 ) -> dict[str, Any]:
-    """The checkpoint dict (keys documented in ``checkpoint``), captured at an epoch's end."""
+    """The checkpoint (format: ``checkpoint``) of ``parts`` at the end of epoch ``state.epoch``."""
     phase = phase_for_epoch(state.epoch - 1, config.training.warmup_epochs)
     model = parts.net.model
-    return {
-        "format": ckpt.FORMAT,
-        "epoch": state.epoch,
-        "phase": phase,
-        "margin": margin_for_phase(phase, config.model),
-        "model": _fp32_cpu(model.state_dict()),
-        "arcface": _fp32_cpu(parts.net.arcface.state_dict()),
-        "optimizer": parts.optimizer.state_dict(),
-        "scheduler": parts.scheduler.state_dict(),
-        "scaler": parts.scaler.state_dict(),
-        "best_val_recall@1": state.best_recall,
-        "best_epoch": state.best_epoch,
-        "epochs_without_improvement": state.epochs_without_improvement,
-        "stopped_early": state.stopped_early,
-        "rng": capture_rng_state(),
-        "config": config.to_dict(),
-        "classes": list(classes),
-        "splits_fingerprint": fingerprint,
-        "backbone": config.model.backbone,
-        "embedding_dim": config.model.embedding_dim,
-        "mean": list(model.mean),
-        "std": list(model.std),
-        "image_size": config.data.image_size,
-        "hardware": hardware.to_dict(),
-        "history": [dict(row) for row in state.history],
-    }
+    return ckpt.payload(
+        state,
+        config=config,
+        phase=phase,
+        margin=margin_for_phase(phase, config.model),
+        model=model,
+        arcface=parts.net.arcface,
+        optimizer=parts.optimizer,
+        scheduler=parts.scheduler,
+        scaler=parts.scaler,
+        mean=model.mean,
+        std=model.std,
+        rng=capture_rng_state(),
+        classes=classes,
+        fingerprint=fingerprint,
+        hardware=hardware.to_dict(),
+    )
+
+
+def resume_from(
+    path: Path,
+    parts: Trainables,
+    config: PipelineConfig,
+    classes: list[str],
+    fingerprint: str,
+    info: distributed.DistInfo,
+) -> RunState:
+    """Load ``path`` (latest_model.pt) into ``parts`` after checking it fits this run."""
+    saved = ckpt.read_checkpoint(path)
+    ckpt.check_resume_compatible(
+        saved, config=config, classes=classes, fingerprint=fingerprint, path=path
+    )
+    state = restore(saved, parts)
+    # Rank 0's random state is in the checkpoint; the other ranks get fresh, distinct seeds.
+    if info.is_main:
+        restore_rng_state(ckpt.saved_rng_state(saved))
+    else:
+        seed_everything(config.seed + 1000 * state.epoch + info.rank)
+    return state
 
 
 def restore(saved: dict[str, Any], parts: Trainables) -> RunState:
     """Load weights and optimiser state from ``saved`` into ``parts``; return the run's state."""
-    parts.net.model.load_state_dict(saved["model"])
-    parts.net.arcface.load_state_dict(saved["arcface"])
-    parts.optimizer.load_state_dict(saved["optimizer"])
-    parts.scheduler.load_state_dict(saved["scheduler"])
-    parts.scaler.load_state_dict(saved["scaler"])
-    return RunState(
-        epoch=saved["epoch"],
-        best_recall=saved["best_val_recall@1"],
-        best_epoch=saved["best_epoch"],
-        epochs_without_improvement=saved["epochs_without_improvement"],
-        stopped_early=saved["stopped_early"],
-        history=list(saved["history"]),
+    return ckpt.restore(
+        saved,
+        model=parts.net.model,
+        arcface=parts.net.arcface,
+        optimizer=parts.optimizer,
+        scheduler=parts.scheduler,
+        scaler=parts.scaler,
     )
-
-
-def _fp32_cpu(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    # Weights are fp32 already (autocast never changes them); this also makes a checkpoint written
-    # on one GPU load anywhere.
-    return {
-        k: v.detach().float().cpu() if v.is_floating_point() else v.detach().cpu()
-        for k, v in state_dict.items()
-    }
 
 
 # --- device and logs ---

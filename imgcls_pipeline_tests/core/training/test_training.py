@@ -16,15 +16,13 @@ from imgcls_pipeline.core.training import checkpoint as ckpt
 from imgcls_pipeline.core.training.arcface import ArcFace
 from imgcls_pipeline.core.training.loop import (
     ArcFaceNet,
-    RunState,
     Trainables,
     _configure_backends,
     _select_device,
     apply_phase,
     checkpoint_payload,
     exact_recall_at_k,
-    make_optimizer,
-    make_scheduler,
+    make_trainables,
     restore,
     train,
     train_epoch,
@@ -307,9 +305,7 @@ def test_val_recall_at_k_matches_brute_force():
 def trainables(config, seed: int) -> Trainables:
     seed_everything(seed)
     net = ArcFaceNet(build_embedding_model(config.model), ArcFace(32, 3))
-    optimizer = make_optimizer(net, config.training)
-    scaler = torch.amp.GradScaler("cpu", enabled=False)
-    return Trainables(net, optimizer, make_scheduler(optimizer, config.training), scaler)
+    return make_trainables(net, config.training, CPU, use_scaler=False)
 
 
 def test_run_state_survives_a_checkpoint_round_trip(tmp_path):
@@ -321,7 +317,7 @@ def test_run_state_survives_a_checkpoint_round_trip(tmp_path):
         accum_steps=1, amp_dtype=None,
     )  # fmt: skip
     parts.scheduler.step()
-    state = RunState(2, 0.75, 1, 1, False, [{"epoch": 1, "train_loss": 1.5}, {"epoch": 2}])
+    state = ckpt.RunState(2, 0.75, 1, 1, False, [{"epoch": 1, "train_loss": 1.5}, {"epoch": 2}])
     payload = checkpoint_payload(
         config, state, parts, classes=["a", "b", "c"], fingerprint="f", hardware=cpu_hardware()
     )
