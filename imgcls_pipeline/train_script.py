@@ -4,8 +4,8 @@
         --splits-dir SPLITS --checkpoint-dir CHECKPOINTS [--hardware-json HW.json] [--progress]
     torchrun --nproc_per_node N -m imgcls_pipeline.train_script ...   (same flags)
 
-CONFIG.json is ``PipelineConfig.to_dict()``; HW.json is ``HardwareSettings.to_dict()`` (detected
-here when omitted). SIGINT/SIGTERM stop the run cleanly: the last completed epoch is in
+CONFIG.json is written by ``PipelineConfig.write_json``, HW.json by ``HardwareSettings.write_json``
+(detected here when omitted). SIGINT/SIGTERM stop the run cleanly: the last completed epoch is in
 latest_model.pt and the exit code is 0. A second signal kills at once (the checkpoint files are
 written atomically, so even that cannot leave a broken one).
 
@@ -17,7 +17,6 @@ the hardware settings.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import sys
@@ -46,7 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, stop.handle)
     signal.signal(signal.SIGTERM, stop.handle)
     try:
-        config = PipelineConfig.from_dict(_read_json(args.config_json, "--config-json"))
+        config = PipelineConfig.read_json(
+            args.config_json, remedy="pass --config-json a file PipelineConfig.write_json wrote"
+        )
         hardware = _hardware(args.hardware_json, config)
         info = distributed.init_from_env(hardware.device)
         try:
@@ -141,7 +142,9 @@ class _StopRequest:
 
 def _hardware(path: str | None, config: PipelineConfig) -> HardwareSettings:
     if path is not None:
-        return HardwareSettings.from_dict(_read_json(path, "--hardware-json"))
+        return HardwareSettings.read_json(
+            path, remedy="pass --hardware-json a file HardwareSettings.write_json wrote, or omit it"
+        )
     training = config.training
     return resolve_hardware(
         detect_device_props(int(os.environ.get("LOCAL_RANK", "0"))),
@@ -152,23 +155,14 @@ def _hardware(path: str | None, config: PipelineConfig) -> HardwareSettings:
     )
 
 
-def _read_json(path: str, flag: str) -> dict[str, Any]:
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
-        raise UserError(
-            f"{flag} {path} is not a readable JSON file ({err}); pass a valid one."
-        ) from None
-
-
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config-json", required=True, help="PipelineConfig.to_dict() as JSON")
+    parser.add_argument("--config-json", required=True, help="PipelineConfig.write_json's file")
     parser.add_argument("--data-dir", required=True, help="folder the image_path column is under")
     parser.add_argument("--splits-dir", required=True, help="folder with train.csv and val.csv")
     parser.add_argument("--checkpoint-dir", required=True, help="where checkpoints are written")
     parser.add_argument(
-        "--hardware-json", help="HardwareSettings.to_dict() as JSON (default: detect)"
+        "--hardware-json", help="HardwareSettings.write_json's file (default: detect)"
     )
     parser.add_argument("--progress", action="store_true", help="show a progress bar per epoch")
     parser.add_argument("--error-file", help="where to write a user error's one-line message")

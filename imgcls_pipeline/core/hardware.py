@@ -26,12 +26,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from imgcls_pipeline.core.atomic import write_text_atomic
 from imgcls_pipeline.core.errors import UserError
+from imgcls_pipeline.core.tables import read_json_object
 
 if TYPE_CHECKING:
     import torch
@@ -84,6 +88,17 @@ class HardwareSettings:
                 f"unknown {sorted(unknown)}, missing {sorted(missing)}."
             )
         return cls(**raw)
+
+    def write_json(self, path: str | os.PathLike[str]) -> None:
+        """``to_dict`` as a JSON file: the training process then trains with exactly these."""
+        write_text_atomic(path, json.dumps(self.to_dict(), indent=2))
+
+    @classmethod
+    def read_json(cls, path: str | os.PathLike[str], *, remedy: str) -> HardwareSettings:
+        """The settings ``write_json`` wrote; a missing or bad file is one UserError + ``remedy``."""
+        if not Path(path).is_file():
+            raise UserError(f"Hardware settings file {path} does not exist; {remedy}.")
+        return cls.from_dict(read_json_object(path, what="hardware settings file", remedy=remedy))
 
 
 def detect_device_props(index: int = 0) -> DeviceProps | None:

@@ -3,7 +3,7 @@
 The models here are the only validation: the ``imgcls`` flags (``--field=value``, parsed in
 ``core/settings_sources.py``), a settings file, the Dagster run config of each asset (its
 ``dg.Config`` classes inherit the small models below, see ``defs/run_config.py``) and the training
-process (``PipelineConfig.from_dict``) all go through them. A bad value is one ``UserError``
+process (``PipelineConfig.read_json``, the file ``write_json`` hands it) all go through them. A bad value is one ``UserError``
 sentence naming the setting and what a valid value looks like.
 
 Folders are not settings here: they are deployment settings (see ``core/folders.py``).
@@ -12,13 +12,18 @@ Folders are not settings here: they are deployment settings (see ``core/folders.
 from __future__ import annotations
 
 import functools
+import json
+import os
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 
+from imgcls_pipeline.core.atomic import write_text_atomic
 from imgcls_pipeline.core.errors import UserError
 from imgcls_pipeline.core.settings_errors import did_you_mean, error_sentence
+from imgcls_pipeline.core.tables import read_json_object
 
 DEFAULT_BACKBONE = "tf_efficientnetv2_l.in21k_ft_in1k"
 EVAL_SPLITS = ("val", "test")
@@ -214,6 +219,17 @@ class PipelineConfig(SeedSetting):
     def from_dict(cls, raw: dict[str, Any]) -> PipelineConfig:
         """Inverse of ``to_dict``; unknown keys are an error so a typo never goes unnoticed."""
         return cls.model_validate(raw)
+
+    def write_json(self, path: str | os.PathLike[str]) -> None:
+        """``to_dict`` as a JSON file: how the settings reach the training process."""
+        write_text_atomic(path, json.dumps(self.to_dict(), indent=2))
+
+    @classmethod
+    def read_json(cls, path: str | os.PathLike[str], *, remedy: str) -> PipelineConfig:
+        """The settings ``write_json`` wrote; a missing or bad file is one UserError + ``remedy``."""
+        if not Path(path).is_file():
+            raise UserError(f"Settings file {path} does not exist; {remedy}.")
+        return cls.from_dict(read_json_object(path, what="settings JSON file", remedy=remedy))
 
     def flat(self) -> dict[str, Any]:
         """Every setting by its own name (names are unique across sections)."""

@@ -1,7 +1,6 @@
 """The trained checkpoint: training runs in its own process (Dagster Pipes; torchrun for several
 GPUs), so a crash or out-of-memory there fails the step, never the orchestrator."""
 
-import json
 import sys
 import tempfile
 import warnings
@@ -67,8 +66,8 @@ def trained_checkpoint(
         config_file = Path(scratch) / "config.json"
         hardware_file = Path(scratch) / "hardware.json"
         error_file = Path(scratch) / "error.txt"
-        config_file.write_text(json.dumps(pipeline_config.to_dict()))
-        hardware_file.write_text(json.dumps(hardware.to_dict()))
+        pipeline_config.write_json(config_file)
+        hardware.write_json(hardware_file)
         arguments = [
             "--config-json",
             str(config_file),

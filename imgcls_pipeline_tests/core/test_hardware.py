@@ -127,3 +127,14 @@ def test_precision_to_autocast_settings():
     assert amp_settings("bf16") == (torch.bfloat16, False)
     assert amp_settings("fp16") == (torch.float16, True)  # fp16 needs the GradScaler
     assert amp_settings("fp32") == (None, False)
+
+
+def test_hardware_settings_survive_the_json_handoff_to_the_training_process(tmp_path):
+    settings = resolve_hardware(RTX_3090, 12)
+    settings.write_json(tmp_path / "hardware.json")
+    assert HardwareSettings.read_json(tmp_path / "hardware.json", remedy="x") == settings
+    (tmp_path / "hardware.json").write_text('{"device": "cpu"}')
+    with pytest.raises(UserError, match=r"missing \[.*'precision'"):
+        HardwareSettings.read_json(tmp_path / "hardware.json", remedy="x")
+    with pytest.raises(UserError, match=r"does not exist; detect again\.$"):
+        HardwareSettings.read_json(tmp_path / "absent.json", remedy="detect again")

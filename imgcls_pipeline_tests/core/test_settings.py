@@ -174,6 +174,27 @@ def test_to_dict_is_the_stored_shape_and_from_dict_reads_it_back() -> None:
     assert stored["data"]["class_names"] == ["a"] and stored["seed"] == 7
 
 
+def test_write_json_hands_the_settings_over_and_read_json_validates_them(tmp_path) -> None:
+    changed = PipelineConfig.from_flat({"seed": 7, "total_epochs": 3, "class_names": ["a"]})
+    changed.write_json(tmp_path / "config.json")
+    assert json.loads((tmp_path / "config.json").read_text()) == changed.to_dict()
+    assert PipelineConfig.read_json(tmp_path / "config.json", remedy="x") == changed
+    (tmp_path / "config.json").write_text('{"training": {"total_epochs": 0}}')
+    with pytest.raises(UserError, match=r"total_epochs"):
+        PipelineConfig.read_json(tmp_path / "config.json", remedy="x")
+
+
+@pytest.mark.parametrize("content", [None, "{not json", "[1, 2]"])
+def test_read_json_of_a_missing_or_foreign_file_is_one_sentence_with_the_remedy(
+    tmp_path, content
+) -> None:
+    path = tmp_path / "config.json"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(UserError, match=r"config\.json .*; write it again\.$"):
+        PipelineConfig.read_json(path, remedy="write it again")
+
+
 def test_from_dict_refuses_an_unknown_key_and_suggests_the_name() -> None:
     raw = PipelineConfig().to_dict()
     raw["training"]["total_epoch"] = 3
