@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
+import socket
 from collections.abc import Callable
 from pathlib import Path
 
@@ -86,6 +89,51 @@ def test_gather_rows_undoes_the_strided_shard(tmp_path):
     expected = torch.arange(total * 3, dtype=torch.float32).reshape(total, 3).tolist()
     assert [r["rank"] for r in results] == [0, 1]
     assert all(r["gathered"] == expected for r in results)
+
+
+def _mean_of_rank_values(rank: int, values: list[float]) -> dict:
+    return {"mean": distributed.mean_over_ranks(values[rank], CPU)}
+
+
+def test_mean_over_ranks_is_the_mean_of_every_ranks_value(tmp_path):
+    values = [0.25, 2.0]
+    results = run_two_ranks(tmp_path, _mean_of_rank_values, values)
+    assert results == [{"mean": (0.25 + 2.0) / 2}] * 2
+    assert distributed.mean_over_ranks(0.25, CPU) == 0.25  # one process: the value itself
+
+
+def test_init_from_env_without_world_size_is_one_process_and_joins_no_group(monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert distributed.init_from_env("cpu") == DistInfo(rank=0, world_size=1, local_rank=0)
+    assert not dist.is_initialized()
+
+
+def _join_as_torchrun_would(rank: int, folder: str, port: int) -> None:
+    # The variables torchrun sets for each process it starts.
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        WORLD_SIZE="2",
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+    )
+    info = distributed.init_from_env("cpu")
+    backend = dist.get_backend()
+    distributed.cleanup()
+    result = {**dataclasses.asdict(info), "backend": backend, "left": not dist.is_initialized()}
+    (Path(folder) / f"rank{rank}.json").write_text(json.dumps(result))
+
+
+def test_init_from_env_joins_the_group_torchrun_describes(tmp_path):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    mp.spawn(_join_as_torchrun_would, args=(str(tmp_path), port), nprocs=2, join=True)
+    results = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    assert results == [
+        {"rank": r, "world_size": 2, "local_rank": r, "backend": "gloo", "left": True}
+        for r in range(2)
+    ]
 
 
 def _poll_until_stopped(rank: int, every: int, request_after: int, polls: int) -> dict:
