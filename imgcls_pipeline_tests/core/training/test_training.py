@@ -23,6 +23,7 @@ from imgcls_pipeline.core.training.loop import (
     checkpoint_payload,
     exact_recall_at_k,
     make_trainables,
+    record_epoch,
     restore,
     train,
     train_epoch,
@@ -253,6 +254,22 @@ def test_stop_during_validation_saves_nothing_half_done(tiny, tmp_path):
     polls = iter(range(100))
     result = run(tiny, tmp_path, tiny_config(total_epochs=5), should_stop=lambda: next(polls) >= 2)
     assert result.interrupted and result.last_epoch == 0 and result.latest_checkpoint is None
+
+
+def test_patience_counts_finetuning_epochs_without_a_new_best_only():
+    state = ckpt.RunState()
+    calls = [(0.5, "warmup"), (0.4, "warmup"), (0.4, "finetune"), (0.6, "finetune")]
+    assert [record_epoch(state, r, phase, patience=2) for r, phase in calls] == [
+        True, False, False, True,
+    ]  # fmt: skip
+    assert (state.epoch, state.best_epoch, state.best_recall) == (4, 4, 0.6)
+    assert (state.epochs_without_improvement, state.stopped_early) == (0, False)
+    record_epoch(state, 0.6, "finetune", patience=2)  # equal is no improvement
+    assert (state.epochs_without_improvement, state.stopped_early) == (1, False)
+    record_epoch(state, 0.1, "finetune", patience=2)
+    assert (state.epochs_without_improvement, state.stopped_early) == (2, True)
+    record_epoch(state, 0.1, "finetune", patience=0)  # 0 turns early stopping off
+    assert state.stopped_early is False
 
 
 def test_early_stopping_waits_for_finetuning_and_is_final(tiny, tmp_path):
