@@ -119,6 +119,8 @@ def _join_as_torchrun_would(rank: int, folder: str, port: int) -> None:
     )
     info = distributed.init_from_env("cpu")
     backend = dist.get_backend()
+    # Leaving before the other rank has finished connecting would break its connection.
+    distributed.barrier()
     distributed.cleanup()
     result = {**dataclasses.asdict(info), "backend": backend, "left": not dist.is_initialized()}
     (Path(folder) / f"rank{rank}.json").write_text(json.dumps(result))
