@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,14 +48,22 @@ class LoadedModel:
 def load_model(
     checkpoint_path: str | os.PathLike[str], device: torch.device | None = None
 ) -> LoadedModel:
-    """The embedding model of a checkpoint, ready for inference at the size it was trained at."""
+    """The embedding model of a checkpoint, ready for inference at the size and precision it was
+    trained (and validated) at."""
     device = device or pick_device()
     model, checkpoint = load_embedding_model(checkpoint_path, device)
-    amp_dtype, channels_last = inference_settings(device)
+    amp_dtype, channels_last = inference_settings(device, trained_precision(checkpoint))
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     image_size = int(checkpoint["config"]["data"]["image_size"])
     return LoadedModel(model, image_size, device, checkpoint, amp_dtype, channels_last)
+
+
+def trained_precision(checkpoint: Mapping[str, Any]) -> object:
+    """The precision the checkpoint's run trained and validated at (``hardware.precision``), or
+    None for a checkpoint that does not record it."""
+    hardware = checkpoint.get("hardware")
+    return hardware.get("precision") if isinstance(hardware, Mapping) else None
 
 
 def embed_frame(
