@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from imgcls_pipeline.core.errors import UserError
 from imgcls_pipeline.core.search.embedding import compute_embeddings, inference_settings
 from imgcls_pipeline.core.search.index import search
 from imgcls_pipeline.core.search.metrics import predict_labels
+from imgcls_pipeline.core.search.predictions_store import Prediction
 from imgcls_pipeline.core.training.model import EmbeddingModel, load_embedding_model
 
 
@@ -92,15 +93,6 @@ def embed_frame(
         progress=progress,
     )
     return embeddings.reshape(len(frame), -1) if len(frame) else embeddings
-
-
-@dataclass
-class Prediction:
-    image_path: str
-    predicted_class: str | None = None
-    confidence: float = 0.0
-    neighbours: list[dict[str, Any]] = field(default_factory=list)
-    error: str | None = None
 
 
 def expand_inputs(inputs: list[str]) -> list[Path]:
