@@ -73,6 +73,16 @@ def test_evaluate_and_predict_run_without_dagster(command: str) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
 
 
+def test_the_evaluate_command_loads_no_matplotlib() -> None:
+    # A fresh interpreter: what this test process imported elsewhere must not count.
+    code = (
+        "import sys, imgcls_pipeline.cli.evaluate\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'matplotlib'))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
 def test_a_settings_file_is_read_by_every_command_and_flags_win(tmp_path: Path) -> None:
     settings = tmp_path / "settings.yaml"
     settings.write_text("seed: 3\ntotal_epochs: 4\n")

@@ -5,19 +5,18 @@ Any checkpoint, any split, scored against the train split as the gallery.
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Sequence
 
 from imgcls_pipeline.cli.flags import read_command_line, refuse_arguments
-from imgcls_pipeline.core.atomic import write_text_atomic
 from imgcls_pipeline.core.data.split_files import read_split
 from imgcls_pipeline.core.errors import UserError
 from imgcls_pipeline.core.folders import Folders
 from imgcls_pipeline.core.search.evaluation import evaluate_split
+from imgcls_pipeline.core.search.evaluation_store import metrics_markdown_table, write_report
 from imgcls_pipeline.core.search.index import build_index
 from imgcls_pipeline.core.search.inference import embed_frame, load_model
-from imgcls_pipeline.core.search.report import metrics_markdown_table
+from imgcls_pipeline.core.settings import EVAL_SPLITS
 from imgcls_pipeline.core.training.checkpoint import BEST
 
 
@@ -26,8 +25,8 @@ def run(command: str, tokens: Sequence[str]) -> int:
     refuse_arguments(line)
     options, config = line.options, line.config
     split = options.get("split", "val")
-    if split not in ("val", "test"):
-        raise UserError(f"--split must be val or test, not '{split}'.")
+    if split not in EVAL_SPLITS:
+        raise UserError(f"--split must be one of {', '.join(EVAL_SPLITS)}, not '{split}'.")
     folders = Folders.from_env(
         data_dir=options.get("data_dir"), splits_dir=options.get("splits_dir")
     )
@@ -50,9 +49,8 @@ def run(command: str, tokens: Sequence[str]) -> int:
         recall_k_values=config.evaluation.recall_k_values,
         top_k=config.evaluation.top_k,
     )
-    report = {**result.metrics, "split": split, "checkpoint": str(checkpoint)}
-    print(metrics_markdown_table(report))
+    print(metrics_markdown_table(result.metrics))
     if "output" in options:
-        write_text_atomic(options["output"], json.dumps(report, indent=2, ensure_ascii=False))
+        write_report(options["output"], result.metrics, split, checkpoint=str(checkpoint))
         print(f"written to {options['output']}", file=sys.stderr)
     return 0

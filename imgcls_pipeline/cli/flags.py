@@ -20,7 +20,7 @@ COMMAND_FLAGS: dict[str, dict[str, str]] = {
     "pipeline": _FOLDERS,
     "demo": {"dir": "dir"},
     "evaluate": {
-        **{name: name for name in ("checkpoint", "split", "data_dir", "splits_dir", "output")}
+        name: name for name in ("checkpoint", "split", "data_dir", "splits_dir", "output")
     },
     "predict": {name: name for name in ("checkpoint", "index_dir", "artifacts_dir", "output")},
 }

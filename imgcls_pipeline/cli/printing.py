@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from imgcls_pipeline.core.data.split_files import read_excluded, read_split
+from imgcls_pipeline.core.data.splitting import SPLITS, count_table
 from imgcls_pipeline.core.folders import FolderPaths
+from imgcls_pipeline.core.search import evaluation_store
+from imgcls_pipeline.core.training import checkpoint
 
 
 def print_split_summary(paths: FolderPaths) -> None:
-    from imgcls_pipeline.core.data.split_files import read_excluded, read_split
-    from imgcls_pipeline.core.data.splitting import SPLITS, count_table
-
     tables = {split: read_split(paths.splits, split) for split in SPLITS}
     excluded = read_excluded(paths.splits)
     print(f"\nSplits written to {paths.splits}/ (IDs per class and split):")
@@ -24,8 +25,6 @@ def print_split_summary(paths: FolderPaths) -> None:
 
 
 def print_training_summary(paths: FolderPaths) -> None:
-    from imgcls_pipeline.core.training import checkpoint
-
     history = checkpoint.read_metrics(paths.checkpoints)
     if not history.empty:
         print(f"\nTraining history ({paths.checkpoints / checkpoint.METRICS}):")
@@ -34,12 +33,9 @@ def print_training_summary(paths: FolderPaths) -> None:
 
 
 def print_evaluation(paths: FolderPaths, splits: list[str]) -> None:
-    from imgcls_pipeline.core.search import evaluation_store
-    from imgcls_pipeline.core.search.report import metrics_markdown_table
-
     folder = paths.artifacts / evaluation_store.FOLDER
     for split in splits:
         report = evaluation_store.read_evaluation(folder, split)
         if report is not None:
             print(f"\n{split} ({evaluation_store.report_path(folder, split)}):")
-            print(metrics_markdown_table(report))
+            print(evaluation_store.metrics_markdown_table(report))

@@ -15,7 +15,7 @@ import yaml
 from pydantic import TypeAdapter, ValidationError
 from pydantic.fields import FieldInfo
 
-from imgcls_pipeline.core.errors import UserError
+from imgcls_pipeline.core.errors import UserError, describe
 from imgcls_pipeline.core.settings import SECTIONS, PipelineConfig, setting_fields
 from imgcls_pipeline.core.settings_errors import did_you_mean, value_sentence, without_none
 
@@ -28,10 +28,11 @@ def flag_names() -> list[str]:
     return sorted([*setting_fields(), *ALIASES])
 
 
-def parse_flags(flags: Mapping[str, str]) -> dict[str, Any]:
+def parse_setting_flags(flags: Mapping[str, str]) -> dict[str, Any]:
     """``{"seed": "7", "class_names": "a,b"}`` (text, as typed) → values by setting name."""
     fields = setting_fields()
     values: dict[str, Any] = {}
+    given_as: dict[str, str] = {}  # setting → the flag that set it, to refuse an alias and its name
     for flag, text in flags.items():
         name = ALIASES.get(flag, flag)
         if name not in fields:
@@ -39,6 +40,11 @@ def parse_flags(flags: Mapping[str, str]) -> dict[str, Any]:
                 f"Unknown flag --{flag}.{did_you_mean(name, flag_names(), '--')} Valid settings: "
                 f"{', '.join('--' + n for n in flag_names())}."
             )
+        if name in given_as:
+            raise UserError(
+                f"--{given_as[name]} and --{flag} set the same setting ({name}); pass only one."
+            )
+        given_as[name] = flag
         values[name] = parse_flag(flag, text, fields[name][1])
     return values
 
@@ -61,38 +67,85 @@ def parse_flag(flag: str, text: str, field: FieldInfo) -> Any:
 
 def read_settings_file(path: str | Path) -> dict[str, Any]:
     """A YAML file of ``name: value`` lines, as the flags (``seed: 7``, ``class_names: [a, b]``);
-    the sections of ``PipelineConfig.to_dict()`` (``training: {total_epochs: 4}``) are read too."""
+    the sections of ``PipelineConfig.to_dict()`` (``training: {total_epochs: 4}``) are read too,
+    each holding only its own settings."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
+        reason = error.strerror or describe(error)
         raise UserError(
-            f"Settings file {path} cannot be read ({error.strerror}); check the --settings path."
+            f"Settings file {path} cannot be read ({reason}); check the --settings path."
         ) from None
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as error:
-        first_line = str(error).splitlines()[0]
         raise UserError(
-            f"Settings file {path} is not valid YAML ({first_line}); write name: value lines."
+            f"Settings file {path} is not valid YAML ({describe(error)}); write name: value lines."
         ) from None
     if raw is None:
         return {}
     if not isinstance(raw, dict):
         raise UserError(f"Settings file {path} must hold name: value lines, e.g. seed: 7.")
     values: dict[str, Any] = {}
+    written_as: dict[str, str] = {}  # setting → how the file wrote it, to refuse one set twice
     for key, value in raw.items():
-        if key in SECTIONS and isinstance(value, dict):
-            values.update(value)
-        else:
-            values[key] = value
-    values = {ALIASES.get(name, name): value for name, value in values.items()}
-    known = setting_fields()
-    for name in values:
-        if name not in known:
-            hint = did_you_mean(str(name), list(known))
-            raise UserError(f"Settings file {path} has an unknown setting '{name}'.{hint}")
+        section = key if key in SECTIONS else None
+        entries = _section_entries(path, key, value) if section else {key: value}
+        for name, item in entries.items():
+            setting = _known_setting(path, section, str(name))
+            where = f"{section}: {name}" if section else str(name)
+            if setting in written_as:
+                raise UserError(
+                    f"Settings file {path} sets {setting} twice ('{written_as[setting]}' and "
+                    f"'{where}'); keep one."
+                )
+            written_as[setting] = where
+            values[setting] = item
     return values
+
+
+def _section_entries(path: Path, section: str, value: Any) -> dict[Any, Any]:
+    """The ``name: value`` lines of a section (none for an empty ``data:`` line)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        example = next(iter(_section_settings(section)))
+        raise UserError(
+            f"Settings file {path} sets section '{section}' to {value!r}, but a section holds "
+            f"name: value lines indented under it (e.g. '{section}:' then '  {example}: ...')."
+        )
+    return value
+
+
+def _known_setting(path: Path, section: str | None, name: str) -> str:
+    """The setting ``name`` (or its alias) stands for, written in ``section`` (None: top level);
+    a name that is no setting, or a setting of another section, is a UserError."""
+    fields = setting_fields()
+    setting = ALIASES.get(name, name)
+    if section is None:
+        if setting not in fields:
+            hint = did_you_mean(name, list(fields))
+            raise UserError(f"Settings file {path} has an unknown setting '{name}'.{hint}")
+        return setting
+    own = _section_settings(section)
+    if setting not in fields:
+        hint = did_you_mean(name, own) or f" The settings of '{section}' are {', '.join(own)}."
+        raise UserError(
+            f"Settings file {path} has an unknown setting '{name}' in section '{section}'.{hint}"
+        )
+    home = fields[setting][0]
+    if home != section:
+        place = "at the top level" if home is None else f"in section '{home}'"
+        raise UserError(
+            f"Settings file {path} has '{name}' in section '{section}', but it belongs {place}; "
+            "move it there."
+        )
+    return setting
+
+
+def _section_settings(section: str) -> list[str]:
+    return [name for name, (home, _) in setting_fields().items() if home == section]
 
 
 def resolve_settings(
@@ -105,5 +158,5 @@ def resolve_settings(
     values: dict[str, Any] = dict(base or {})
     if settings_file is not None:
         values.update(read_settings_file(settings_file))
-    values.update(parse_flags(flags or {}))
+    values.update(parse_setting_flags(flags or {}))
     return PipelineConfig.from_flat(values)

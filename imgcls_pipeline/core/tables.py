@@ -25,7 +25,9 @@ def read_table(
     try:
         frame = pd.read_csv(path, dtype=dtype, keep_default_na=False)
     except (ValueError, UnicodeDecodeError) as error:  # ParserError, EmptyDataError, bad dtype
-        raise UserError(f"'{path}' cannot be read as a table ({error}); {remedy}.") from None
+        raise UserError(
+            f"'{path}' cannot be read as a table ({describe(error)}); {remedy}."
+        ) from None
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise UserError(f"'{path}' lacks the column(s) {', '.join(missing)}; {remedy}.")

@@ -46,7 +46,8 @@ class FaissIndexConfig(settings.IndexTypeSetting, dg.Config):
     pass
 
 
-class EvaluationConfig(settings.RecallSetting, settings.ReportSettings, dg.Config):
+# Not "EvaluationConfig": that is the core's whole evaluation section, with more fields.
+class EvaluationRunConfig(settings.RecallSetting, settings.ReportSettings, dg.Config):
     pass
 
 
@@ -56,7 +57,7 @@ ASSET_CONFIGS: dict[str, type[dg.Config]] = {
     "trained_checkpoint": TrainedCheckpointConfig,
     "embeddings": EmbeddingsConfig,
     "faiss_index": FaissIndexConfig,
-    "evaluation": EvaluationConfig,
+    "evaluation": EvaluationRunConfig,
 }
 
 

@@ -1,7 +1,7 @@
 """Assets of the search half: embeddings → faiss_index → evaluation.
 
-torch, timm and faiss are imported inside the assets, not here: loading the code location (UI,
-sensors, `imgcls split`) then costs about a second instead of five.
+torch, timm, faiss and matplotlib are imported inside the assets, not here: loading the code
+location (UI, sensors, `imgcls split`) then costs about a second instead of five.
 """
 
 from pathlib import Path
@@ -12,18 +12,21 @@ from imgcls_pipeline.core.data.split_files import read_split
 from imgcls_pipeline.core.data.splitting import SPLITS
 from imgcls_pipeline.core.errors import UserError
 from imgcls_pipeline.core.search import embeddings_store, evaluation_store
+from imgcls_pipeline.core.training.checkpoint import BEST
 from imgcls_pipeline.defs.data_assets import splits
 from imgcls_pipeline.defs.gpu import GpuResource
 from imgcls_pipeline.defs.resources import PipelinePaths
-from imgcls_pipeline.defs.run_config import EmbeddingsConfig, EvaluationConfig, FaissIndexConfig
+from imgcls_pipeline.defs.run_config import (
+    EmbeddingsConfig,
+    EvaluationRunConfig,
+    FaissIndexConfig,
+)
 from imgcls_pipeline.defs.training_assets import trained_checkpoint
 
 GROUP = "search"
 
 
 def _best_checkpoint(paths: PipelinePaths) -> Path:
-    from imgcls_pipeline.core.training.checkpoint import BEST
-
     best = paths.checkpoints / BEST
     if not best.is_file():
         raise UserError(
@@ -139,13 +142,12 @@ def faiss_index(
     "artifacts/evaluation/{split}.json.",
 )
 def evaluation(
-    context: dg.AssetExecutionContext, config: EvaluationConfig, paths: PipelinePaths
+    context: dg.AssetExecutionContext, config: EvaluationRunConfig, paths: PipelinePaths
 ) -> dg.MaterializeResult:
     from imgcls_pipeline.core.search.evaluation import evaluate_split
     from imgcls_pipeline.core.search.index import FOLDER, load_index
     from imgcls_pipeline.core.search.report import (
         confusion_matrix_png,
-        metrics_markdown_table,
         png_markdown,
         worst_queries_png,
     )
@@ -179,7 +181,9 @@ def evaluation(
         )
         summary = ", ".join(f"{k} {result.metrics[k]:.4f}" for k in result.headline_keys)
         context.log.info(f"{split}: {summary}")
-        metadata[f"{split}/metrics"] = dg.MetadataValue.md(metrics_markdown_table(result.metrics))
+        metadata[f"{split}/metrics"] = dg.MetadataValue.md(
+            evaluation_store.metrics_markdown_table(result.metrics)
+        )
         for key in result.headline_keys:
             metadata[f"{split}/{key}"] = float(result.metrics[key])
         metadata[f"{split}/confusion_matrix"] = dg.MetadataValue.md(

@@ -10,7 +10,7 @@ import pytest
 from imgcls_pipeline.core.errors import UserError
 from imgcls_pipeline.core.settings import PipelineConfig, setting_fields
 from imgcls_pipeline.core.settings_sources import (
-    parse_flags,
+    parse_setting_flags,
     read_settings_file,
     resolve_settings,
 )
@@ -205,7 +205,7 @@ def test_from_dict_refuses_an_unknown_key_and_suggests_the_name() -> None:
 
 
 def test_flags_are_parsed_by_each_settings_type() -> None:
-    values = parse_flags(
+    values = parse_setting_flags(
         {
             "fresh": "true",
             "pretrained": "no",
@@ -255,7 +255,7 @@ def test_flags_are_parsed_by_each_settings_type() -> None:
 )
 def test_a_bad_flag_value_names_the_flag(flag: str, text: str, sentence: str) -> None:
     with pytest.raises(UserError) as raised:
-        parse_flags({flag: text})
+        parse_setting_flags({flag: text})
     assert str(raised.value) == sentence
 
 
@@ -263,7 +263,7 @@ def test_an_unknown_flag_suggests_the_closest_names() -> None:
     with pytest.raises(
         UserError, match=r"^Unknown flag --totl_epochs\. Did you mean --total_epochs"
     ):
-        parse_flags({"totl_epochs": "3"})
+        parse_setting_flags({"totl_epochs": "3"})
 
 
 def test_a_flag_out_of_range_is_refused_by_the_model(tmp_path: Path) -> None:
@@ -309,6 +309,67 @@ def test_a_bad_settings_file_is_one_sentence(tmp_path: Path, text: str, message:
     path.write_text(text)
     with pytest.raises(UserError, match=message):
         resolve_settings(settings_file=path)
+
+
+@pytest.mark.parametrize(
+    ("text", "sentence"),
+    [
+        (
+            "data:\n  total_epochs: 4\n",
+            "has 'total_epochs' in section 'data', but it belongs in section 'training'; "
+            "move it there.",
+        ),
+        (
+            "training:\n  seed: 4\n",
+            "has 'seed' in section 'training', but it belongs at the top level; move it there.",
+        ),
+        (
+            "training:\n  totl_epochs: 4\n",
+            "has an unknown setting 'totl_epochs' in section 'training'. Did you mean total_epochs?",
+        ),
+        (
+            "augmentation:\n  zzz: 1\n",
+            "has an unknown setting 'zzz' in section 'augmentation'. The settings of "
+            "'augmentation' are ",
+        ),
+        (
+            "data: 3\n",
+            "sets section 'data' to 3, but a section holds name: value lines indented under it "
+            "(e.g. 'data:' then '  ",
+        ),
+        (
+            "accum_steps: 2\ntraining:\n  gradient_accumulation_steps: 4\n",
+            "sets gradient_accumulation_steps twice ('accum_steps' and "
+            "'training: gradient_accumulation_steps'); keep one.",
+        ),
+    ],
+)
+def test_a_settings_file_section_holds_only_its_own_settings(
+    tmp_path: Path, text: str, sentence: str
+) -> None:
+    path = tmp_path / "settings.yaml"
+    path.write_text(text)
+    with pytest.raises(UserError) as caught:
+        read_settings_file(path)
+    message = str(caught.value)
+    assert message.startswith(f"Settings file {path} ")
+    assert sentence in message
+    assert "\n" not in message
+
+
+def test_an_empty_section_in_a_settings_file_sets_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "settings.yaml"
+    path.write_text("seed: 3\ndata:\n")  # every line under data: commented out
+    assert read_settings_file(path) == {"seed": 3}
+
+
+def test_a_setting_and_its_alias_on_one_command_line_are_refused() -> None:
+    with pytest.raises(UserError) as caught:
+        parse_setting_flags({"accum_steps": "2", "gradient_accumulation_steps": "4"})
+    assert str(caught.value) == (
+        "--accum_steps and --gradient_accumulation_steps set the same setting "
+        "(gradient_accumulation_steps); pass only one."
+    )
 
 
 def test_a_missing_settings_file_names_the_path(tmp_path: Path) -> None:

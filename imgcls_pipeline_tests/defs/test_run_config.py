@@ -6,7 +6,7 @@ from imgcls_pipeline.core.errors import UserError
 from imgcls_pipeline.core.settings import PipelineConfig, setting_fields
 from imgcls_pipeline.defs.run_config import (
     ASSET_CONFIGS,
-    EvaluationConfig,
+    EvaluationRunConfig,
     SplitsConfig,
     TrainedCheckpointConfig,
     run_config_for,
@@ -40,7 +40,7 @@ def test_run_config_carries_a_command_lines_settings_to_the_training_process() -
 
 def test_a_bad_run_config_is_refused_with_the_same_sentence_as_a_flag() -> None:
     with pytest.raises(UserError, match=r"^top_k must be above 0, not 0\.$"):
-        EvaluationConfig(top_k=0)
+        EvaluationRunConfig(top_k=0)
     with pytest.raises(UserError, match=r"^train_ratio \+ val_ratio \+ test_ratio must be 1\.0"):
         SplitsConfig(train_ratio=0.5)
 

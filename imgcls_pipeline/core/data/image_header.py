@@ -13,6 +13,8 @@ from typing import BinaryIO
 
 from PIL import Image, UnidentifiedImageError
 
+from imgcls_pipeline.core.errors import describe
+
 EXIF_ORIENTATION = 0x0112
 # EXIF orientations 5-8 are rotated by 90°: the displayed width is the stored height.
 ROTATED_ORIENTATIONS = frozenset({5, 6, 7, 8})
@@ -48,7 +50,7 @@ def read_header(path: str) -> HeaderInfo:
             handle.seek(0)
             return _read_open_file(handle, size, tail)
     except OSError as error:
-        return HeaderInfo("unreadable", detail=f"{type(error).__name__}: {error}")
+        return HeaderInfo("unreadable", detail=describe(error))
 
 
 @contextlib.contextmanager
@@ -80,7 +82,7 @@ def _read_open_file(handle: BinaryIO, size: int, tail: bytes) -> HeaderInfo:
     except UnidentifiedImageError:
         return HeaderInfo("unreadable", detail="not an image file Pillow can identify")
     except (OSError, SyntaxError, ValueError, struct.error, EOFError) as error:
-        return HeaderInfo("unreadable", detail=f"{type(error).__name__}: {error}")
+        return HeaderInfo("unreadable", detail=describe(error))
 
 
 def _bomb(width: int, height: int) -> str:

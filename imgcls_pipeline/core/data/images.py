@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from imgcls_pipeline.core.errors import UserError
+from imgcls_pipeline.core.errors import UserError, describe
 
 _WITH_ALPHA = ("RGBA", "RGBa", "LA", "La", "PA")
 _HIGH_BIT_DEPTH = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
@@ -31,7 +31,8 @@ def load_rgb(path: str | Path, target_size: int | None = None) -> Image.Image:
             image = ImageOps.exif_transpose(image)  # returns a loaded copy
     except (OSError, ValueError, Image.DecompressionBombError) as err:
         raise UserError(
-            f"Cannot read image {path} ({err}); replace or delete the file and rebuild the manifest."
+            f"Cannot read image {path} ({describe(err)}); replace or delete the file and rebuild "
+            "the manifest."
         ) from None
     image = to_rgb(image)
     if target_size:

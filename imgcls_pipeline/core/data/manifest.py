@@ -18,7 +18,7 @@ import pandas as pd
 from imgcls_pipeline.core.atomic import write_parquet_atomic
 from imgcls_pipeline.core.data.image_header import quiet_pixel_warnings, read_header
 from imgcls_pipeline.core.data.naming import is_image_extension, normalize_label, parse_image_name
-from imgcls_pipeline.core.errors import UserError
+from imgcls_pipeline.core.errors import UserError, describe
 
 MANIFEST_COLUMNS = [
     "image_path",
@@ -77,7 +77,10 @@ def walk_files(data_dir: str | os.PathLike[str]) -> Iterator[FileStat]:
             entries = list(os.scandir(folder))
         except OSError as error:
             if not prefix:
-                raise UserError(f"Data folder '{root}' cannot be read ({error}).") from None
+                raise UserError(
+                    f"Data folder '{root}' cannot be read ({describe(error)}); check its "
+                    "permissions."
+                ) from None
             yield FileStat(prefix, -1, 0)
             continue
         for entry in entries:  # unsorted: callers sort, and sorting here costs a re-scan 10%

@@ -6,6 +6,7 @@ The one embedding loop: inference, evaluation and training's per-epoch validatio
 from __future__ import annotations
 
 import contextlib
+import typing
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -14,7 +15,13 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from imgcls_pipeline.core.hardware import amp_settings, detect_device_props, precision_for
+from imgcls_pipeline.core.hardware import (
+    DeviceProps,
+    Precision,
+    amp_settings,
+    detect_device_props,
+    precision_for,
+)
 
 # Embeddings gathered on the device before one copy to host memory: few synchronisations,
 # bounded device memory (65 536 × 512 floats = 128 MiB).
@@ -25,17 +32,31 @@ class Interrupted(Exception):
     """``should_stop`` fired while embedding; the caller abandons the pass."""
 
 
-def inference_settings(device: torch.device) -> tuple[torch.dtype | None, bool]:
-    """(autocast dtype, channels_last) for inference on ``device``.
+def inference_precision(props: DeviceProps | None, trained_precision: object = None) -> Precision:
+    """The precision to embed at on a device (``props``; None: no CUDA device).
 
-    The precision is the specification's GPU table's (``hardware.precision_for``), the same a
-    training run on this GPU uses unless ``use_bf16`` overrides it: a model is embedded as it was
-    validated. channels_last speeds up convolutions on CUDA only.
+    A model is embedded as it was validated while training: the precision its checkpoint records
+    (``hardware.precision``, the GPU table's or a ``use_bf16`` override) when there is one, else
+    the table's for this device. bf16 recorded on an Ampere card cannot be honoured on an older
+    one (no fast bf16), which then falls back to the table's fp16. The CPU always runs fp32.
     """
+    if props is None:
+        return "fp32"
+    for precision in typing.get_args(Precision):
+        if trained_precision == precision and (precision != "bf16" or props.is_ampere_or_newer):
+            return precision
+    return precision_for(props)
+
+
+def inference_settings(
+    device: torch.device, trained_precision: object = None
+) -> tuple[torch.dtype | None, bool]:
+    """(autocast dtype, channels_last) for inference on ``device``, the precision chosen by
+    ``inference_precision``. channels_last speeds up convolutions on CUDA only."""
     if device.type != "cuda":
         return None, False
     index = torch.cuda.current_device() if device.index is None else device.index
-    amp_dtype, _ = amp_settings(precision_for(detect_device_props(index)))
+    amp_dtype, _ = amp_settings(inference_precision(detect_device_props(index), trained_precision))
     return amp_dtype, True
 
 

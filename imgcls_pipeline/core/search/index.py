@@ -25,6 +25,7 @@ import pandas as pd
 
 from imgcls_pipeline.core.atomic import atomic_path, write_csv_atomic, write_text_atomic
 from imgcls_pipeline.core.errors import UserError, describe
+from imgcls_pipeline.core.hashing import file_sha256
 from imgcls_pipeline.core.tables import read_json_object, read_table
 
 IndexType = Literal["flat", "ivf", "hnsw"]
@@ -156,6 +157,9 @@ def save_index(
     if len(gallery_frame) != index.ntotal:
         raise ValueError(f"{len(gallery_frame)} gallery rows for {index.ntotal} index vectors")
     folder = Path(folder)
+    # The old info file goes first: a crash while writing the new index then leaves no info file
+    # vouching that the new index holds the old checkpoint's embeddings.
+    (folder / INFO_FILE).unlink(missing_ok=True)
     with atomic_path(folder / INDEX_FILE) as temp:
         faiss.write_index(_to_cpu(index), str(temp))
     write_csv_atomic(folder / GALLERY_FILE, gallery_frame[GALLERY_COLUMNS])
@@ -175,6 +179,20 @@ def read_index_info(folder: str | os.PathLike[str]) -> dict[str, Any]:
     if not path.is_file():
         return {}
     return read_json_object(path, what="index info file", remedy="rebuild the faiss_index asset")
+
+
+def check_index_matches(folder: str | os.PathLike[str], checkpoint: str | os.PathLike[str]) -> None:
+    """The bundle in ``folder`` must hold embeddings of ``checkpoint``'s model, or every distance
+    is meaningless; one built from another checkpoint is a UserError."""
+    info = read_index_info(folder)
+    if not Path(checkpoint).is_file() or "checkpoint_sha256" not in info:
+        return  # load_model names a missing checkpoint; an index without info cannot be checked
+    if file_sha256(checkpoint) != info["checkpoint_sha256"]:
+        raise UserError(
+            f"The index in {folder} was built with another checkpoint than {checkpoint}; "
+            f"materialize embeddings and faiss_index again (imgcls index), or pass the "
+            f"checkpoint it was built from ({info.get('checkpoint')})."
+        )
 
 
 def load_index(

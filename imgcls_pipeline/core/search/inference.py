@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from imgcls_pipeline.core.errors import UserError
 from imgcls_pipeline.core.search.embedding import compute_embeddings, inference_settings
 from imgcls_pipeline.core.search.index import search
 from imgcls_pipeline.core.search.metrics import predict_labels
+from imgcls_pipeline.core.search.predictions_store import Prediction
 from imgcls_pipeline.core.training.model import EmbeddingModel, load_embedding_model
 
 
@@ -47,14 +49,22 @@ class LoadedModel:
 def load_model(
     checkpoint_path: str | os.PathLike[str], device: torch.device | None = None
 ) -> LoadedModel:
-    """The embedding model of a checkpoint, ready for inference at the size it was trained at."""
+    """The embedding model of a checkpoint, ready for inference at the size and precision it was
+    trained (and validated) at."""
     device = device or pick_device()
     model, checkpoint = load_embedding_model(checkpoint_path, device)
-    amp_dtype, channels_last = inference_settings(device)
+    amp_dtype, channels_last = inference_settings(device, trained_precision(checkpoint))
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     image_size = int(checkpoint["config"]["data"]["image_size"])
     return LoadedModel(model, image_size, device, checkpoint, amp_dtype, channels_last)
+
+
+def trained_precision(checkpoint: Mapping[str, Any]) -> object:
+    """The precision the checkpoint's run trained and validated at (``hardware.precision``), or
+    None for a checkpoint that does not record it."""
+    hardware = checkpoint.get("hardware")
+    return hardware.get("precision") if isinstance(hardware, Mapping) else None
 
 
 def embed_frame(
@@ -83,15 +93,6 @@ def embed_frame(
         progress=progress,
     )
     return embeddings.reshape(len(frame), -1) if len(frame) else embeddings
-
-
-@dataclass
-class Prediction:
-    image_path: str
-    predicted_class: str | None = None
-    confidence: float = 0.0
-    neighbours: list[dict[str, Any]] = field(default_factory=list)
-    error: str | None = None
 
 
 def expand_inputs(inputs: list[str]) -> list[Path]:

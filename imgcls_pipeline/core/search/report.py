@@ -1,4 +1,4 @@
-"""What a user sees of an evaluation: PNG figures and markdown tables.
+"""What a user sees of an evaluation: PNG figures (the metrics table is ``evaluation_store``'s).
 
 Figures are drawn on matplotlib ``Figure`` objects (Agg canvas, no pyplot global state, safe in
 threads) or with Pillow, and returned as PNG bytes. Dagster 1.13 has no image metadata type, so
@@ -24,7 +24,6 @@ from imgcls_pipeline.core.data.images import load_rgb
 # Beyond these sizes per-cell numbers and class tick labels become unreadable clutter.
 ANNOTATE_MAX_CLASSES = 20
 TICK_LABEL_MAX_CLASSES = 60
-PER_CLASS_TABLE_ROWS = 50
 _PAD = 6
 _CAPTION_LINES = 2
 _LINE_HEIGHT = 13
@@ -203,30 +202,3 @@ def open_thumbnail(path: str | os.PathLike[str], size: int) -> Image.Image:
         return Image.new("RGB", (size, size), _GREY)
     image.thumbnail((size, size))
     return image
-
-
-def metrics_markdown_table(metrics: Mapping[str, Any]) -> str:
-    """The scalar metrics as one table, then per-class results, worst classes first."""
-    lines = ["| metric | value |", "|---|---|"]
-    for key, value in metrics.items():
-        if isinstance(value, bool) or not isinstance(value, int | float | None):
-            continue
-        lines.append(f"| {key} | {_format(value)} |")
-    per_class = metrics.get("per_class") or {}
-    if per_class:
-        lines += ["", "| class | queries | accuracy | recall@1 |", "|---|---|---|---|"]
-        worst = sorted(per_class.items(), key=lambda item: (item[1]["accuracy"], item[0]))
-        for name, result in worst[:PER_CLASS_TABLE_ROWS]:
-            lines.append(
-                f"| {name.replace('|', '/')} | {result['count']} | "
-                f"{_format(result['accuracy'])} | {_format(result['recall@1'])} |"
-            )
-        if len(worst) > PER_CLASS_TABLE_ROWS:
-            lines.append(f"\n{len(worst) - PER_CLASS_TABLE_ROWS} more classes not shown.")
-    return "\n".join(lines)
-
-
-def _format(value: float | int | None) -> str:
-    if value is None:
-        return "n/a"
-    return str(value) if isinstance(value, int) else f"{value:.4f}"

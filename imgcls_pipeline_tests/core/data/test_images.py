@@ -82,5 +82,6 @@ def test_big_png_is_reduced_towards_target(tmp_path):
 
 def test_unreadable_image_names_the_file(tmp_path):
     (tmp_path / "broken.jpg").write_bytes(b"not an image")
-    with pytest.raises(UserError, match=r"broken\.jpg"):
+    with pytest.raises(UserError, match=r"broken\.jpg \(UnidentifiedImageError: ") as raised:
         load_rgb(tmp_path / "broken.jpg")
+    assert "\n" not in str(raised.value)

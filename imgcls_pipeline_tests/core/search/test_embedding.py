@@ -11,6 +11,7 @@ from imgcls_pipeline.core.search import embedding
 from imgcls_pipeline.core.search.embedding import (
     Interrupted,
     compute_embeddings,
+    inference_precision,
     inference_settings,
 )
 from imgcls_pipeline.core.settings import ModelConfig
@@ -121,6 +122,34 @@ def test_inference_precision_follows_the_training_table(monkeypatch, props, dtyp
     )
     assert inference_settings(torch.device("cuda", 1)) == (dtype, True)
     assert asked == [1]
+
+
+A100 = DeviceProps("NVIDIA A100-SXM4-80GB", 79.2, 8, 0)
+RTX_3090 = DeviceProps("NVIDIA GeForce RTX 3090", 23.7, 8, 6)
+T4 = DeviceProps("Tesla T4", 14.6, 7, 5)
+
+
+@pytest.mark.parametrize(
+    ("props", "trained", "expected"),
+    [
+        (RTX_3090, "bf16", "bf16"),  # trained with use_bf16=true, not the table's fp16
+        (A100, "fp16", "fp16"),  # trained with use_bf16=false
+        (A100, "fp32", "fp32"),  # trained on the CPU: validated in fp32
+        (A100, None, "bf16"),  # a checkpoint without the record: the table
+        (A100, "int8", "bf16"),  # not a precision of the table: the table
+        (T4, "bf16", "fp16"),  # an A100 run on a pre-Ampere card: no fast bf16 there
+        (None, "bf16", "fp32"),  # no CUDA device
+    ],
+)
+def test_inference_embeds_at_the_precision_the_checkpoint_was_trained_at(props, trained, expected):
+    assert inference_precision(props, trained) == expected
+
+
+def test_inference_settings_turn_the_trained_precision_into_autocast(monkeypatch):
+    monkeypatch.setattr(embedding, "detect_device_props", lambda index: RTX_3090)
+    assert inference_settings(torch.device("cuda", 0), "bf16") == (torch.bfloat16, True)
+    assert inference_settings(torch.device("cuda", 0)) == (torch.float16, True)
+    assert inference_settings(CPU, "bf16") == (None, False)
 
 
 def test_inference_settings_on_cpu_are_full_precision():

@@ -173,23 +173,3 @@ def test_png_markdown_embeds_the_bytes():
     prefix = "![confusion (val)](data:image/png;base64,"
     assert text.startswith(prefix) and text.endswith(")")
     assert base64.b64decode(text[len(prefix) : -1]) == png
-
-
-def test_metrics_markdown_table_lists_scalars_and_worst_classes_first():
-    metrics = {
-        "recall@1": 0.91234,
-        "map@r": None,
-        "num_queries": 3,
-        "per_class": {
-            "cat": {"accuracy": 1.0, "recall@1": 1.0, "count": 1},
-            "do|g": {"accuracy": 0.5, "recall@1": 0.5, "count": 2},
-        },
-        "confusion_matrix": [[1, 0], [1, 1]],
-        "classes": ["cat", "do|g"],
-    }
-    table = report.metrics_markdown_table(metrics)
-    assert "| recall@1 | 0.9123 |" in table
-    assert "| map@r | n/a |" in table
-    assert "| num_queries | 3 |" in table
-    assert "confusion_matrix" not in table
-    assert table.index("| do/g | 2 | 0.5000 | 0.5000 |") < table.index("| cat |")

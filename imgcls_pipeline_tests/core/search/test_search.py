@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -180,3 +183,57 @@ def test_gpu_request_without_faiss_gpu_is_a_user_error(monkeypatch):
 def test_unknown_index_type_is_a_user_error():
     with pytest.raises(UserError, match="index_type"):
         search.build_index(np.eye(3), "lsh")  # type: ignore[arg-type]
+
+
+def test_a_crash_while_rewriting_the_index_leaves_no_info_vouching_for_it(tmp_path, monkeypatch):
+    frame = gallery_frame(6)
+    save(search.build_index(clustered(np.random.default_rng(0), 6)), frame, tmp_path)
+
+    def crash(index, path):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(search.faiss, "write_index", crash)
+    with pytest.raises(OSError, match="disk full"):
+        save(search.build_index(clustered(np.random.default_rng(1), 6)), frame, tmp_path)
+    assert not (tmp_path / "info.json").exists()
+    assert search.read_index_info(tmp_path) == {}  # nothing claims which checkpoint it holds
+
+
+def built_from(tmp_path: Path, content: bytes) -> Path:
+    """An index bundle whose info names a checkpoint file holding ``content``."""
+    index = search.build_index(clustered(np.random.default_rng(0), 6))
+    search.save_index(
+        index,
+        gallery_frame(6),
+        tmp_path / "index",
+        checkpoint="old/best_model.pt",
+        checkpoint_sha256=hashlib.sha256(content).hexdigest(),
+        index_type="flat",
+    )
+    return tmp_path / "index"
+
+
+def test_an_index_matches_the_checkpoint_it_was_built_from(tmp_path):
+    folder = built_from(tmp_path, b"weights A")
+    (tmp_path / "a.pt").write_bytes(b"weights A")
+    search.check_index_matches(folder, tmp_path / "a.pt")
+    search.check_index_matches(folder, tmp_path / "missing.pt")  # load_model names that one
+
+
+def test_an_index_of_another_checkpoint_is_refused_naming_both(tmp_path):
+    folder = built_from(tmp_path, b"weights A")
+    (tmp_path / "b.pt").write_bytes(b"weights B")
+    with pytest.raises(UserError) as caught:
+        search.check_index_matches(folder, str(tmp_path / "b.pt"))
+    assert str(caught.value) == (
+        f"The index in {folder} was built with another checkpoint than {tmp_path / 'b.pt'}; "
+        "materialize embeddings and faiss_index again (imgcls index), or pass the checkpoint "
+        "it was built from (old/best_model.pt)."
+    )
+
+
+def test_an_index_without_info_cannot_be_checked_and_is_used(tmp_path):
+    folder = built_from(tmp_path, b"weights A")
+    (folder / "info.json").unlink()
+    (tmp_path / "b.pt").write_bytes(b"weights B")
+    search.check_index_matches(folder, tmp_path / "b.pt")

@@ -1,0 +1,63 @@
+"""``imgcls evaluate`` / ``predict`` without --checkpoint use ``$IMGCLS_CHECKPOINT_DIR``'s model,
+as the assets do, and refuse a split they cannot evaluate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from imgcls_pipeline.cli import main
+from imgcls_pipeline.core.search import index as search
+
+
+def one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: "), err
+    return err[0]
+
+
+def test_evaluate_takes_its_default_checkpoint_from_the_checkpoint_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("IMGCLS_CHECKPOINT_DIR", str(tmp_path / "my_checkpoints"))
+    assert main(["evaluate"]) == 2
+    expected = tmp_path / "my_checkpoints" / "best_model.pt"
+    assert one_error_line(capsys) == (
+        f"error: Checkpoint {expected} does not exist; train first or pass an existing file."
+    )
+
+
+def test_predict_takes_its_default_checkpoint_from_the_checkpoint_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    gallery = np.eye(3, 8, dtype=np.float32)
+    frame = pd.DataFrame(
+        {
+            "image_path": ["a/1.jpg", "b/2.jpg", "c/3.jpg"],
+            "class_name": ["a", "b", "c"],
+            "object_id": ["1", "2", "3"],
+        }
+    )
+    search.save_index(
+        search.build_index(gallery),
+        frame,
+        tmp_path / "artifacts" / search.FOLDER,
+        checkpoint="somewhere/best_model.pt",
+        checkpoint_sha256="ab" * 32,
+        index_type="flat",
+    )
+    monkeypatch.setenv("IMGCLS_ARTIFACTS_DIR", str(tmp_path / "artifacts"))
+    monkeypatch.setenv("IMGCLS_CHECKPOINT_DIR", str(tmp_path / "my_checkpoints"))
+    assert main(["predict", "photo.jpg"]) == 2
+    expected = tmp_path / "my_checkpoints" / "best_model.pt"
+    assert one_error_line(capsys) == (
+        f"error: Checkpoint {expected} does not exist; train first or pass an existing file."
+    )
+
+
+def test_evaluate_names_the_splits_it_can_evaluate(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["evaluate", "--split", "train"]) == 2
+    assert one_error_line(capsys) == "error: --split must be one of val, test, not 'train'."
