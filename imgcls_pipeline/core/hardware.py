@@ -18,8 +18,10 @@ the table's 80/40/24 GB rows do, so the effective batch stays about the A100 80G
 (JPEG decoding cannot use more). CPU: workers = min(4, cores - 1), accumulation 1.
 
 The precision column is the one precision policy: training reads it through ``resolve_hardware``
-(where ``use_bf16`` may override it), inference through ``precision_for`` (no override), and both
-turn it into autocast settings with ``amp_settings``.
+(where ``use_bf16`` may override it) and records the result in its checkpoint; inference embeds at
+that recorded precision, and falls back to ``precision_for`` when none is recorded (see
+``search.embedding.inference_precision``). Both turn it into autocast settings with
+``amp_settings``.
 """
 
 from __future__ import annotations
@@ -30,7 +32,6 @@ import os
 import subprocess
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from imgcls_pipeline.core.atomic import write_text_atomic
@@ -96,8 +97,6 @@ class HardwareSettings:
     @classmethod
     def read_json(cls, path: str | os.PathLike[str], *, remedy: str) -> HardwareSettings:
         """The settings ``write_json`` wrote; a missing or bad file is one UserError + ``remedy``."""
-        if not Path(path).is_file():
-            raise UserError(f"Hardware settings file {path} does not exist; {remedy}.")
         return cls.from_dict(read_json_object(path, what="hardware settings file", remedy=remedy))
 
 

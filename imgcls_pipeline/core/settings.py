@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -227,8 +226,6 @@ class PipelineConfig(SeedSetting):
     @classmethod
     def read_json(cls, path: str | os.PathLike[str], *, remedy: str) -> PipelineConfig:
         """The settings ``write_json`` wrote; a missing or bad file is one UserError + ``remedy``."""
-        if not Path(path).is_file():
-            raise UserError(f"Settings file {path} does not exist; {remedy}.")
         return cls.from_dict(read_json_object(path, what="settings JSON file", remedy=remedy))
 
     def flat(self) -> dict[str, Any]:

@@ -35,13 +35,15 @@ def read_table(
 
 
 def read_json_object(path: str | os.PathLike[str], *, what: str, remedy: str) -> dict[str, Any]:
-    """The JSON object in ``path``; anything else is one UserError naming it as ``what`` (a
-    readable name for the file) and ``remedy``."""
+    """The JSON object in ``path``; a missing file or anything else is one UserError naming it as
+    ``what`` (a readable name for the file) and ``remedy``."""
     try:
         with open(path, encoding="utf-8") as handle:
             value = json.load(handle)
         if not isinstance(value, dict):
             raise ValueError("not a JSON object")
+    except FileNotFoundError:
+        raise UserError(f"The {what} {path} does not exist; {remedy}.") from None
     except ValueError as error:  # JSONDecodeError, UnicodeDecodeError, not an object
         raise UserError(f"{path} is not a readable {what} ({describe(error)}); {remedy}.") from None
     return value

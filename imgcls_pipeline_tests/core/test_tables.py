@@ -55,3 +55,10 @@ def test_anything_but_a_json_object_is_one_sentence(
     message = str(raised.value)
     assert message.startswith(f"{tmp_path / 'info.json'} is not a readable info file (")
     assert reason in message and message.endswith("; rebuild it.") and "\n" not in message
+
+
+def test_a_missing_json_file_is_one_sentence(tmp_path: Path) -> None:
+    path = tmp_path / "info.json"
+    with pytest.raises(UserError) as raised:
+        read_json_object(path, what="info file", remedy="rebuild it")
+    assert str(raised.value) == f"The info file {path} does not exist; rebuild it."
