@@ -358,8 +358,12 @@ def _ints(text: str) -> list[int]:
     return [int(v) for v in text.split(",") if v.strip()]
 
 
-def run(args: argparse.Namespace, work: Path) -> dict[str, dict[int, dict[str, np.ndarray]]]:
-    """{row label: {seed: per-query metric arrays}} for every size, seed and method."""
+def run(args: argparse.Namespace, work: Path, started: float) -> dict[str, dict[int, dict]]:
+    """{row label: {seed: per-query metric arrays}} for every size, seed and method.
+
+    The table is rewritten after every finished size and seed, so a run cut short still leaves
+    the rows it completed (marked partial, with the seeds each row holds).
+    """
     images, labels = quality_data.read_fashion_mnist()
     picked = quality_data.pick_per_class(labels, args.per_class)
     weights = quality_data.convert_lite0_weights(work / "tf_efficientnet_lite0.pth")
@@ -405,6 +409,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, dict[int, dict[str, n
                     args, weights, data_dir, splits, checkpoints, size, seed, flags, env
                 )
                 log(f"  {label} done")
+            write_results(args, rows, started, complete=False)
     return rows
 
 
@@ -443,15 +448,7 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    args = parse_args(argv)
-    started = time.perf_counter()
-    if args.work_dir is None:
-        with tempfile.TemporaryDirectory(prefix="bench_quality_") as folder:
-            rows = run(args, Path(folder))
-    else:
-        args.work_dir.mkdir(parents=True, exist_ok=True)
-        rows = run(args, args.work_dir.resolve())
+def write_results(args: argparse.Namespace, rows, started: float, *, complete: bool) -> str:
     entries = table(rows, args.bootstrap)
     minutes = (time.perf_counter() - started) / 60
     settings = {
@@ -459,18 +456,30 @@ def main(argv: Sequence[str] | None = None) -> None:
         for k, v in vars(args).items()
         if k not in ("size_list", "method_list", "variant")
     }
-    text = markdown(entries)
+    status = "complete" if complete else "PARTIAL (run still going or cut short)"
     note = (
-        f"{args.phase} seeds {args.seeds}, {args.per_class} photos per class, {args.epochs} epochs; "
-        f"mean [bootstrap 95% interval, {args.bootstrap} resamples of test queries within each "
-        f"seed, pooled over seeds]; {minutes:.1f} min"
+        f"{status}: {args.phase} seeds {args.seeds}, {args.per_class} photos per class, "
+        f"{args.epochs} epochs; mean [bootstrap 95% interval, {args.bootstrap} resamples of the "
+        f"test queries within each seed, pooled over seeds]; {minutes:.1f} min"
     )
-    print(text)
-    print(note)
+    text = f"{markdown(entries)}\n\n{note}"
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    (args.out_dir / "table.md").write_text(f"{text}\n\n{note}\n", encoding="utf-8")
-    report = {"settings": settings, "minutes": minutes, "rows": entries}
+    (args.out_dir / "table.md").write_text(f"{text}\n", encoding="utf-8")
+    report = {"complete": complete, "settings": settings, "minutes": minutes, "rows": entries}
     (args.out_dir / "table.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+    return text
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    started = time.perf_counter()
+    if args.work_dir is None:
+        with tempfile.TemporaryDirectory(prefix="bench_quality_") as folder:
+            rows = run(args, Path(folder), started)
+    else:
+        args.work_dir.mkdir(parents=True, exist_ok=True)
+        rows = run(args, args.work_dir.resolve(), started)
+    print(write_results(args, rows, started, complete=True))
 
 
 if __name__ == "__main__":
