@@ -13,7 +13,8 @@ as gallery, by exact cosine search and the project's Recall@K and MAP@R (``searc
 - ``raw pixels``: grey pixels at the stored size, centred on the gallery mean, cosine. No training.
 - ``plain loop``: ``plain_loop`` below, the specification's recipe written out with PyTorch + timm
   and nothing else: same backbone and weights, linear 512-d head, ArcFace s=64 with m=0 during
-  the warm-up (backbone frozen) and 0.5 after, AdamW lr 1e-4 wd 1e-4 without a schedule, the same
+  the warm-up (backbone parameters frozen, BatchNorm left in train mode as a plain loop
+  leaves it) and 0.5 after, AdamW lr 1e-4 wd 1e-4 without a schedule, the same
   P×K batches (all 10 classes × 4, ceil(train/40) batches an epoch), the same augmentations,
   torchvision's bilinear resize, the last epoch's weights.
 - ``project``: ``imgcls train`` with its defaults except the run's size and length
@@ -56,7 +57,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -115,7 +116,9 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
-def bootstrap(per_seed: list[np.ndarray], resamples: int, rng: np.random.Generator):
+def bootstrap(
+    per_seed: list[np.ndarray], resamples: int, rng: np.random.Generator
+) -> tuple[float, float, float]:
     """Pooled mean and 95% percentile interval; queries resampled within each seed."""
     means = np.empty(resamples)
     total = sum(len(v) for v in per_seed)
@@ -137,7 +140,9 @@ def raw_pixels(data_dir: Path, frame: pd.DataFrame) -> np.ndarray:
     )
 
 
-def raw_pixel_scores(data_dir: Path, train: pd.DataFrame, test: pd.DataFrame):
+def raw_pixel_scores(
+    data_dir: Path, train: pd.DataFrame, test: pd.DataFrame
+) -> dict[str, np.ndarray]:
     gallery, queries = raw_pixels(data_dir, train), raw_pixels(data_dir, test)
     centre = gallery.mean(axis=0)
     return score(queries - centre, test.class_name, gallery - centre, train.class_name)
@@ -147,7 +152,13 @@ def raw_pixel_scores(data_dir: Path, train: pd.DataFrame, test: pd.DataFrame):
 
 
 class Photos(torch.utils.data.Dataset):
-    def __init__(self, data_dir: Path, frame: pd.DataFrame, classes: list[str], transform):
+    def __init__(
+        self,
+        data_dir: Path,
+        frame: pd.DataFrame,
+        classes: list[str],
+        transform: Callable[[Image.Image], torch.Tensor],
+    ):
         self.paths = [data_dir / p for p in frame.image_path]
         self.labels = [classes.index(c) for c in frame.class_name]
         self.transform = transform
@@ -155,7 +166,7 @@ class Photos(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, i: int):
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         return self.transform(Image.open(self.paths[i]).convert("RGB")), self.labels[i]
 
 
@@ -174,7 +185,9 @@ class PlainNet(nn.Module):
         return F.normalize(self.head(self.backbone(x)), dim=1)
 
 
-def arcface_loss(net: PlainNet, emb: torch.Tensor, labels: torch.Tensor, s: float, m: float):
+def arcface_loss(
+    net: PlainNet, emb: torch.Tensor, labels: torch.Tensor, s: float, m: float
+) -> torch.Tensor:
     """ArcFace as in the paper: the true class's logit is s·cos(θ + m), the others s·cos θ."""
     cosine = emb @ F.normalize(net.centres, dim=1).T
     theta = torch.acos(cosine.clamp(-1 + 1e-7, 1 - 1e-7))
@@ -194,14 +207,14 @@ def pk_batches(labels: list[int], k: int, rng: np.random.Generator) -> list[list
 
 
 def plain_loop(
-    args,
+    args: argparse.Namespace,
     weights: Path,
     data_dir: Path,
     train: pd.DataFrame,
     test: pd.DataFrame,
     size: int,
     seed: int,
-):
+) -> dict[str, np.ndarray]:
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     classes = sorted(train.class_name.unique())
@@ -254,6 +267,10 @@ def plain_loop(
 # --- (c) the project, through its command and its evaluation path ---
 
 
+def flags(settings: dict[str, object]) -> list[str]:
+    return [token for name, value in settings.items() for token in (f"--{name}", str(value))]
+
+
 def imgcls(*arguments: str, env: dict[str, str]) -> None:
     command = [str(Path(sys.executable).with_name("imgcls")), *arguments]
     done = subprocess.run(command, env=env, capture_output=True, text=True)
@@ -264,7 +281,7 @@ def imgcls(*arguments: str, env: dict[str, str]) -> None:
 
 
 def project_scores(
-    args,
+    args: argparse.Namespace,
     weights: Path,
     data_dir: Path,
     splits: Path,
@@ -273,35 +290,21 @@ def project_scores(
     seed: int,
     extra: list[str],
     env: dict[str, str],
-):
-    imgcls(
-        "train",
-        "--data_dir",
-        str(data_dir),
-        "--splits_dir",
-        str(splits),
-        "--checkpoint_dir",
-        str(checkpoints),
-        "--fresh",
-        "--seed",
-        str(seed),
-        "--backbone",
-        quality_data.TIMM_NAME,
-        "--pretrained_path",
-        str(weights),
-        "--image_size",
-        str(size),
-        "--min_image_size",
-        str(MIN_IMAGE_SIZE),
-        "--total_epochs",
-        str(args.epochs),
-        "--warmup_epochs",
-        str(args.warmup_epochs),
-        "--samples_per_class",
-        str(args.samples_per_class),
-        *extra,
-        env=env,
-    )
+) -> dict[str, np.ndarray]:
+    settings = {
+        "data_dir": data_dir,
+        "splits_dir": splits,
+        "checkpoint_dir": checkpoints,
+        "seed": seed,
+        "backbone": quality_data.TIMM_NAME,
+        "pretrained_path": weights,
+        "image_size": size,
+        "min_image_size": MIN_IMAGE_SIZE,
+        "total_epochs": args.epochs,
+        "warmup_epochs": args.warmup_epochs,
+        "samples_per_class": args.samples_per_class,
+    }
+    imgcls("train", *flags(settings), "--fresh", *extra, env=env)
     loaded = load_model(checkpoints / "best_model.pt", torch.device("cpu"))
     train, test = read_splits(splits)
     return score(
@@ -347,10 +350,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error("--methods takes raw, plain and project (--variant needs project)")
     args.variants = {}
     for text in args.variant:
-        name, sep, flags = text.partition("=")
+        name, sep, extra = text.partition("=")
         if not sep or not name.strip():
             parser.error(f"--variant {text!r}: write it as NAME='--flag=value ...'")
-        args.variants[name.strip()] = shlex.split(flags)
+        args.variants[name.strip()] = shlex.split(extra)
     return args
 
 
@@ -371,7 +374,7 @@ def run(args: argparse.Namespace, work: Path, started: float) -> dict[str, dict[
     env = {**os.environ, "DAGSTER_HOME": str(work / "dagster")}
     (work / "dagster").mkdir(exist_ok=True)
     project_rows = {"project": []} if "project" in args.method_list else {}
-    project_rows.update({f"project + {name}": flags for name, flags in args.variants.items()})
+    project_rows.update({f"project + {name}": extra for name, extra in args.variants.items()})
     rows: dict[str, dict[int, dict[str, np.ndarray]]] = {}
     for size in args.size_list:
         data_dir = quality_data.write_photos(
@@ -379,18 +382,13 @@ def run(args: argparse.Namespace, work: Path, started: float) -> dict[str, dict[
         )
         for seed in args.seeds:
             splits = work / f"px{size}" / f"splits_{seed}"
-            imgcls(
-                "split",
-                "--data_dir",
-                str(data_dir),
-                "--output_dir",
-                str(splits),
-                "--seed",
-                str(seed),
-                "--min_image_size",
-                str(MIN_IMAGE_SIZE),
-                env=env,
-            )
+            split_settings = {
+                "data_dir": data_dir,
+                "output_dir": splits,
+                "seed": seed,
+                "min_image_size": MIN_IMAGE_SIZE,
+            }
+            imgcls("split", *flags(split_settings), env=env)
             train, test = read_splits(splits)
             log(f"{size} px, seed {seed}: {len(train)} gallery, {len(test)} test photos")
             if "raw" in args.method_list:
@@ -403,17 +401,17 @@ def run(args: argparse.Namespace, work: Path, started: float) -> dict[str, dict[
                     args, weights, data_dir, train, test, size, seed
                 )
                 log("  plain loop done")
-            for number, (label, flags) in enumerate(project_rows.items()):
+            for number, (label, extra) in enumerate(project_rows.items()):
                 checkpoints = work / f"px{size}" / f"checkpoints_{seed}_{number}"
                 rows.setdefault(f"{label} @{size}", {})[seed] = project_scores(
-                    args, weights, data_dir, splits, checkpoints, size, seed, flags, env
+                    args, weights, data_dir, splits, checkpoints, size, seed, extra, env
                 )
                 log(f"  {label} done")
             write_results(args, rows, started, complete=False)
     return rows
 
 
-def table(rows, resamples: int) -> list[dict]:
+def table(rows: dict[str, dict[int, dict[str, np.ndarray]]], resamples: int) -> list[dict]:
     rng = np.random.default_rng(0)
     out = []
     for label, per_seed in rows.items():
@@ -448,7 +446,13 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def write_results(args: argparse.Namespace, rows, started: float, *, complete: bool) -> str:
+def write_results(
+    args: argparse.Namespace,
+    rows: dict[str, dict[int, dict[str, np.ndarray]]],
+    started: float,
+    *,
+    complete: bool,
+) -> str:
     entries = table(rows, args.bootstrap)
     minutes = (time.perf_counter() - started) / 60
     settings = {
