@@ -435,12 +435,15 @@ def table(rows: dict[str, dict[int, dict[str, np.ndarray]]], resamples: int) -> 
 
 
 def markdown(entries: list[dict]) -> str:
-    lines = ["| method @ px | " + " | ".join(METRICS) + " |", "|---|" + "---|" * len(METRICS)]
+    # The seeds and query count per row: a partial table's rows need not cover the same seeds.
+    header = "| method @ px | seeds (queries) | " + " | ".join(METRICS) + " |"
+    lines = [header, "|---|---|" + "---|" * len(METRICS)]
     for e in entries:
         cells = [
             f"{e[m]['mean']:.3f} [{e[m]['ci95'][0]:.3f}, {e[m]['ci95'][1]:.3f}]" for m in METRICS
         ]
-        lines.append(f"| {e['method']} | " + " | ".join(cells) + " |")
+        seeds = ",".join(map(str, e["seeds"]))
+        lines.append(f"| {e['method']} | {seeds} ({e['queries']}) | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
