@@ -38,9 +38,13 @@ def run(command: str, tokens: Sequence[str]) -> int:
         f"Embedding {len(gallery)} gallery and {len(queries)} {split} photos on {loaded.device}",
         file=sys.stderr,
     )
-    batch = config.evaluation.embedding_batch_size
-    gallery_vectors = embed_frame(loaded, gallery, folders.data, batch_size=batch, progress=True)
-    query_vectors = embed_frame(loaded, queries, folders.data, batch_size=batch, progress=True)
+    embedding = {
+        "batch_size": config.evaluation.embedding_batch_size,
+        "progress": True,
+        "flip_tta": config.evaluation.flip_tta,
+    }
+    gallery_vectors = embed_frame(loaded, gallery, folders.data, **embedding)
+    query_vectors = embed_frame(loaded, queries, folders.data, **embedding)
     result = evaluate_split(
         queries,
         query_vectors,

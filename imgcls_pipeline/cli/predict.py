@@ -39,7 +39,14 @@ def run(command: str, tokens: Sequence[str]) -> int:
     inputs = expand_inputs(positional)
     if not inputs:
         raise UserError(f"No photos found in {', '.join(positional)}.")
-    predictions = classify(loaded, index, gallery, inputs, top_k=config.evaluation.top_k)
+    predictions = classify(
+        loaded,
+        index,
+        gallery,
+        inputs,
+        top_k=config.evaluation.top_k,
+        flip_tta=config.evaluation.flip_tta,
+    )
     rows = prediction_rows(predictions)
     _print_predictions(rows)
     if output is not None:

@@ -132,6 +132,14 @@ class EmbeddingBatchSetting(Settings):
     embedding_batch_size: int = Field(64, gt=0, description="Photos per batch when embedding.")
 
 
+class FlipTtaSetting(Settings):
+    # Off until the quality benchmark (issue 7) measures a gain; training's validation never flips.
+    flip_tta: bool = Field(
+        False,
+        description="Embed each photo and its mirror image, and keep their normalised sum.",
+    )
+
+
 # The sections of PipelineConfig (the checkpoint's "config" dict has one key per section).
 
 
@@ -199,7 +207,9 @@ class AugmentationConfig(Settings):
     hue: float = Field(0.05, ge=0, le=0.5, description="Colour jitter: hue.")
 
 
-class EvaluationConfig(RecallSetting, ReportSettings, IndexTypeSetting, EmbeddingBatchSetting):
+class EvaluationConfig(
+    RecallSetting, ReportSettings, IndexTypeSetting, EmbeddingBatchSetting, FlipTtaSetting
+):
     pass
 
 

@@ -38,7 +38,7 @@ class TrainedCheckpointConfig(
         return PipelineConfig.from_flat(self.model_dump())
 
 
-class EmbeddingsConfig(settings.EmbeddingBatchSetting, dg.Config):
+class EmbeddingsConfig(settings.EmbeddingBatchSetting, settings.FlipTtaSetting, dg.Config):
     pass
 
 

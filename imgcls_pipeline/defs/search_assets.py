@@ -42,7 +42,7 @@ def _best_checkpoint(paths: PipelinePaths) -> Path:
     kinds={"pytorch", "numpy"},
     description="Embedding of every split image from best_model.pt: "
     "artifacts/embeddings/{split}.npy (float32, unit rows, row i = row i of splits/{split}.csv). "
-    "Does no work when the checkpoint and splits are unchanged.",
+    "Does no work when the checkpoint, splits and flip_tta are unchanged.",
 )
 def embeddings(
     context: dg.AssetExecutionContext,
@@ -54,9 +54,9 @@ def embeddings(
 
     checkpoint = _best_checkpoint(paths)
     folder = paths.artifacts / embeddings_store.FOLDER
-    inputs = embeddings_store.inputs_signature(checkpoint, paths.splits)
+    inputs = embeddings_store.inputs_signature(checkpoint, paths.splits, flip_tta=config.flip_tta)
     if embeddings_store.is_current(folder, inputs):
-        context.log.info("Checkpoint and splits unchanged: embeddings are up to date.")
+        context.log.info("Checkpoint, splits and flip_tta unchanged: embeddings are up to date.")
         return dg.MaterializeResult(metadata={"recomputed": False, "checkpoint": str(checkpoint)})
 
     loaded = load_model(checkpoint)
@@ -71,6 +71,7 @@ def embeddings(
             paths.data,
             batch_size=config.embedding_batch_size,
             num_workers=workers,
+            flip_tta=config.flip_tta,
         )
         embeddings_store.write_embeddings(folder, split, matrix)
         rows[split] = len(frame)

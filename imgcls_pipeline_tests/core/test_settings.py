@@ -161,6 +161,7 @@ DEFAULTS_AS_STORED = {
         "index_type": "flat",
         "min_val_recall_at_1": 0.0,
         "embedding_batch_size": 64,
+        "flip_tta": False,
     },
     "seed": 42,
 }

@@ -69,6 +69,7 @@ def compute_embeddings(
     channels_last: bool = False,
     progress: bool = False,
     should_stop: Callable[[], bool] | None = None,
+    flip_tta: bool = False,
 ) -> np.ndarray:
     """Embed every batch of ``loader`` (images, or (images, anything) pairs) with ``model``.
 
@@ -77,6 +78,11 @@ def compute_embeddings(
     eval mode and is put back in its previous mode afterwards. ``channels_last`` only changes
     the inputs' layout; convert the model once with ``model.to(memory_format=...)`` to match.
     ``should_stop`` is polled before each batch; when it fires, ``Interrupted`` is raised.
+
+    ``flip_tta`` (horizontal-flip test-time augmentation): a row is the normalised sum of the
+    embeddings of the image and of its mirror image, so a photo and its mirror get the same row.
+    Product photos have no preferred left/right, and averaging the two views smooths out what
+    one view alone gets wrong; it costs a second forward pass.
     """
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     autocast = (
@@ -94,8 +100,11 @@ def compute_embeddings(
                 if should_stop is not None and should_stop():
                     raise Interrupted
                 x = images.to(device, non_blocking=True, memory_format=memory_format)
+                embedded = model(x).float()
+                if flip_tta:
+                    embedded = embedded + model(torch.flip(x, dims=(-1,))).float()
                 # Normalise in float32: a bf16/fp16 norm is off by up to ~0.4 %.
-                pending.append(F.normalize(model(x).float(), dim=1))
+                pending.append(F.normalize(embedded, dim=1))
                 if sum(len(p) for p in pending) >= _FLUSH_ROWS:
                     host.append(torch.cat(pending).cpu())
                     pending.clear()

@@ -2,7 +2,7 @@
 
 ``<split>.npy`` is float32 with unit rows; row i embeds row i of ``splits/<split>.csv``.
 ``info.json`` says what they were made from (``inputs``: the checkpoint's and each split table's
-SHA-256) and is written last and removed before any ``.npy`` is rewritten, so a folder whose
+SHA-256, and ``flip_tta: "true"`` when made with flip test-time augmentation) and is written last and removed before any ``.npy`` is rewritten, so a folder whose
 ``info.json`` names today's inputs holds embeddings of exactly those inputs.
 """
 
@@ -38,11 +38,16 @@ class EmbeddingsInfo:
     rows: dict[str, int]
 
 
-def inputs_signature(checkpoint: Path, splits_dir: Path) -> dict[str, str]:
-    """What the embeddings depend on: the checkpoint's and each split table's bytes."""
+def inputs_signature(
+    checkpoint: Path, splits_dir: Path, *, flip_tta: bool = False
+) -> dict[str, str]:
+    """What the embeddings depend on: the checkpoint's and each split table's bytes, and
+    ``flip_tta`` when it is on (absent when off, so folders written before it stay current)."""
     signature = {"checkpoint_sha256": file_sha256(checkpoint)}
     for split in SPLITS:
         signature[split] = file_sha256(split_path(splits_dir, split))
+    if flip_tta:
+        signature["flip_tta"] = "true"
     return signature
 
 

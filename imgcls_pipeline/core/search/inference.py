@@ -75,8 +75,10 @@ def embed_frame(
     batch_size: int = 64,
     num_workers: int = 0,
     progress: bool = False,
+    flip_tta: bool = False,
 ) -> np.ndarray:
-    """(len(frame), D) float32 unit rows; row i embeds ``data_dir / frame.image_path[i]``."""
+    """(len(frame), D) float32 unit rows; row i embeds ``data_dir / frame.image_path[i]``
+    (with its mirror image too when ``flip_tta``, see ``compute_embeddings``)."""
     dataset = ImageDataset(frame, data_dir, [], loaded.transform(), loaded.image_size)
     loader = make_loader(
         dataset,
@@ -91,6 +93,7 @@ def embed_frame(
         amp_dtype=loaded.amp_dtype,
         channels_last=loaded.channels_last,
         progress=progress,
+        flip_tta=flip_tta,
     )
     return embeddings.reshape(len(frame), -1) if len(frame) else embeddings
 
@@ -119,8 +122,11 @@ def classify(
     *,
     top_k: int = 20,
     batch_size: int = 32,
+    flip_tta: bool = False,
 ) -> list[Prediction]:
     """Predict each photo's class by a similarity-weighted vote of its ``top_k`` neighbours.
+
+    ``flip_tta`` must match how the gallery was embedded (the embeddings asset's setting).
 
     A photo that cannot be read gets an ``error`` and no prediction; the others still get theirs.
     """
@@ -130,7 +136,9 @@ def classify(
     # in memory as tensors all at once.
     for start in range(0, len(paths), batch_size):
         chunk = list(range(start, min(start + batch_size, len(paths))))
-        _classify_batch(loaded, transform, index, gallery, paths, predictions, chunk, top_k)
+        _classify_batch(
+            loaded, transform, index, gallery, paths, predictions, chunk, top_k, flip_tta
+        )
     return predictions
 
 
@@ -143,6 +151,7 @@ def _classify_batch(
     predictions: list[Prediction],
     positions: list[int],
     top_k: int,
+    flip_tta: bool,
 ) -> None:
     readable: list[tuple[int, torch.Tensor]] = []
     for position in positions:
@@ -162,6 +171,7 @@ def _classify_batch(
         loaded.device,
         amp_dtype=loaded.amp_dtype,
         channels_last=loaded.channels_last,
+        flip_tta=flip_tta,
     )
     distances, indices = search(index, embeddings, top_k)
     labels, confidence = predict_labels(gallery["class_name"].tolist(), indices, distances, top_k)

@@ -163,3 +163,34 @@ def test_with_the_pipeline_embedding_model():
     embeddings = compute_embeddings(model, [x[:2], x[2:]], CPU)
     assert embeddings.shape == (5, 16)
     np.testing.assert_allclose(embeddings, expected(model, x), atol=1e-5)
+
+
+def test_flip_tta_is_the_normalised_sum_of_the_photo_and_its_mirror_image():
+    model, x = tiny_model(), images()
+    model.eval()
+    with torch.no_grad():
+        summed = (model(x) + model(torch.flip(x, dims=(3,)))).double()
+    written_out = (summed / summed.norm(dim=1, keepdim=True)).numpy()
+    tta = compute_embeddings(model, [x[:4], x[4:]], CPU, flip_tta=True)
+    assert tta.dtype == np.float32 and tta.shape == (10, 8)
+    np.testing.assert_allclose(np.linalg.norm(tta, axis=1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(tta, written_out, atol=1e-6)
+    # The tiny model is not mirror-symmetric, so switching TTA on does change the rows...
+    assert not np.allclose(tta, expected(model, x), atol=1e-3)
+    # ...and switching it off gives exactly the plain embeddings.
+    np.testing.assert_array_equal(
+        compute_embeddings(model, [x], CPU, flip_tta=False), compute_embeddings(model, [x], CPU)
+    )
+    np.testing.assert_allclose(compute_embeddings(model, [x], CPU), expected(model, x), atol=1e-6)
+
+
+def test_flip_tta_gives_a_photo_and_its_mirror_image_the_same_embedding():
+    model, x = tiny_model(), images()
+    mirrored = torch.flip(x, dims=(3,))
+    np.testing.assert_allclose(
+        compute_embeddings(model, [x], CPU, flip_tta=True),
+        compute_embeddings(model, [mirrored], CPU, flip_tta=True),
+        atol=1e-6,
+    )
+    plain = compute_embeddings(model, [x], CPU)
+    assert not np.allclose(plain, compute_embeddings(model, [mirrored], CPU), atol=1e-3)

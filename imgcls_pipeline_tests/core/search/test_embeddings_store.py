@@ -75,6 +75,20 @@ def test_inputs_signature_is_the_sha256_of_checkpoint_and_split_tables(tmp_path)
     assert list(signature) == ["checkpoint_sha256", "train", "val", "test"]
 
 
+def test_switching_flip_tta_makes_the_embeddings_stale(tmp_path):
+    split_files(tmp_path / "splits")
+    checkpoint = tmp_path / "best_model.pt"
+    checkpoint.write_bytes(b"weights")
+    folder = tmp_path / "embeddings"
+    plain = store.inputs_signature(checkpoint, tmp_path / "splits")
+    flipped = store.inputs_signature(checkpoint, tmp_path / "splits", flip_tta=True)
+    assert plain == store.inputs_signature(checkpoint, tmp_path / "splits", flip_tta=False)
+    write_all(folder, plain)
+    assert store.is_current(folder, plain) and not store.is_current(folder, flipped)
+    write_all(folder, flipped)
+    assert store.is_current(folder, flipped) and not store.is_current(folder, plain)
+
+
 def test_embeddings_are_current_only_for_the_inputs_they_were_made_from(tmp_path):
     split_files(tmp_path / "splits")
     checkpoint = tmp_path / "best_model.pt"

@@ -46,3 +46,44 @@ def test_load_model_on_the_cpu_ignores_the_recorded_gpu_precision(monkeypatch):
     )
     loaded = inference.load_model("best_model.pt", torch.device("cpu"))
     assert (loaded.amp_dtype, loaded.channels_last) == (None, False)
+
+
+class TinyEmbedder(nn.Module):
+    """Not mirror-symmetric, with the attributes ``LoadedModel.transform`` reads."""
+
+    mean, std, interpolation = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), "bilinear"
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.LazyLinear(6))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.normalize(self.net(x), dim=1)
+
+
+def test_classify_with_flip_tta_sees_a_photo_and_its_mirror_image_alike(tmp_path):
+    import numpy as np
+    import pandas as pd
+    from PIL import Image
+
+    from imgcls_pipeline.core.search.index import build_index
+
+    pixels = np.random.default_rng(0).integers(0, 256, size=(16, 16, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "photo.png")
+    Image.fromarray(pixels[:, ::-1].copy()).save(tmp_path / "mirror.png")
+    model = TinyEmbedder()
+    model(torch.zeros(1, 3, 16, 16))  # materialise the lazy layer
+    loaded = inference.LoadedModel(model, 16, torch.device("cpu"), {})
+    gallery = pd.DataFrame({"image_path": ["a", "b", "c"], "class_name": ["x", "y", "z"]})
+    index = build_index(np.random.default_rng(1).normal(size=(3, 6)).astype(np.float32))
+    paths = [tmp_path / "photo.png", tmp_path / "mirror.png"]
+
+    def distances(flip_tta: bool) -> list[list[float]]:
+        found = inference.classify(loaded, index, gallery, paths, top_k=3, flip_tta=flip_tta)
+        return [[n["distance"] for n in p.neighbours] for p in found]
+
+    photo, mirror = distances(flip_tta=True)
+    assert photo == pytest.approx(mirror, abs=1e-5)
+    photo, mirror = distances(flip_tta=False)
+    assert photo != pytest.approx(mirror, abs=1e-3)
