@@ -52,6 +52,7 @@ def run(command: str, tokens: Sequence[str]) -> int:
         gallery,
         recall_k_values=config.evaluation.recall_k_values,
         top_k=config.evaluation.top_k,
+        rerank=config.evaluation,
     )
     print(metrics_markdown_table(result.metrics))
     if "output" in options:

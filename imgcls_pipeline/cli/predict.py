@@ -46,6 +46,7 @@ def run(command: str, tokens: Sequence[str]) -> int:
         inputs,
         top_k=config.evaluation.top_k,
         flip_tta=config.evaluation.flip_tta,
+        rerank=config.evaluation,
     )
     rows = prediction_rows(predictions)
     _print_predictions(rows)

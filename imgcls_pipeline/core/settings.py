@@ -132,6 +132,21 @@ class EmbeddingBatchSetting(Settings):
     embedding_batch_size: int = Field(64, gt=0, description="Photos per batch when embedding.")
 
 
+class RerankSettings(Settings):
+    # Off until the quality benchmark (issue 7) measures a gain. See core/search/rerank.py.
+    rerank: Literal["none", "alpha_qe", "dba_alpha_qe"] = Field(
+        "none",
+        description="Re-ranking at search time: none, alpha_qe (query expansion) or dba_alpha_qe "
+        "(gallery augmentation, then query expansion).",
+    )
+    rerank_k: int = Field(
+        2, ge=1, description="Nearest gallery photos that query expansion and augmentation add."
+    )
+    rerank_alpha: float = Field(
+        3.0, ge=0, description="Exponent α of the similarity weights of re-ranking."
+    )
+
+
 class FlipTtaSetting(Settings):
     # Off until the quality benchmark (issue 7) measures a gain; training's validation never flips.
     flip_tta: bool = Field(
@@ -208,7 +223,12 @@ class AugmentationConfig(Settings):
 
 
 class EvaluationConfig(
-    RecallSetting, ReportSettings, IndexTypeSetting, EmbeddingBatchSetting, FlipTtaSetting
+    RecallSetting,
+    ReportSettings,
+    IndexTypeSetting,
+    EmbeddingBatchSetting,
+    FlipTtaSetting,
+    RerankSettings,
 ):
     pass
 

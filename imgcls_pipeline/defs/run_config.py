@@ -47,7 +47,9 @@ class FaissIndexConfig(settings.IndexTypeSetting, dg.Config):
 
 
 # Not "EvaluationConfig": that is the core's whole evaluation section, with more fields.
-class EvaluationRunConfig(settings.RecallSetting, settings.ReportSettings, dg.Config):
+class EvaluationRunConfig(
+    settings.RecallSetting, settings.ReportSettings, settings.RerankSettings, dg.Config
+):
     pass
 
 

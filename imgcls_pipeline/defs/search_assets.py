@@ -173,6 +173,7 @@ def evaluation(
             gallery,
             recall_k_values=config.recall_k_values,
             top_k=config.top_k,
+            rerank=config,
         )
         evaluation_store.write_evaluation(
             paths.artifacts / evaluation_store.FOLDER,

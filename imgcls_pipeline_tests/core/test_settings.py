@@ -69,6 +69,13 @@ REJECTED = [
     ("index_type", "lsh", "index_type must be one of flat, ivf, hnsw, not 'lsh'."),
     ("min_val_recall_at_1", 1.5, "min_val_recall_at_1 must be between 0 and 1, not 1.5."),
     ("embedding_batch_size", 0, "embedding_batch_size must be above 0, not 0."),
+    (
+        "rerank",
+        "qe",
+        "rerank must be one of none, alpha_qe, dba_alpha_qe, not 'qe'.",
+    ),
+    ("rerank_k", 0, "rerank_k must be at least 1, not 0."),
+    ("rerank_alpha", -1.0, "rerank_alpha must be 0 or more, not -1.0."),
 ]
 
 
@@ -162,6 +169,9 @@ DEFAULTS_AS_STORED = {
         "min_val_recall_at_1": 0.0,
         "embedding_batch_size": 64,
         "flip_tta": False,
+        "rerank": "none",
+        "rerank_k": 2,
+        "rerank_alpha": 3.0,
     },
     "seed": 42,
 }

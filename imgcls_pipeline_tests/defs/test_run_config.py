@@ -25,7 +25,15 @@ def test_each_asset_gets_exactly_the_settings_it_uses() -> None:
         "trained_checkpoint": training | {"image_size", "seed", "recall_k_values"},
         "embeddings": {"embedding_batch_size", "flip_tta"},
         "faiss_index": {"index_type"},
-        "evaluation": {"recall_k_values", "top_k", "eval_splits", "min_val_recall_at_1"},
+        "evaluation": {
+            "recall_k_values",
+            "top_k",
+            "eval_splits",
+            "min_val_recall_at_1",
+            "rerank",
+            "rerank_k",
+            "rerank_alpha",
+        },
     }
 
 

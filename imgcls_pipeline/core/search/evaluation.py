@@ -19,6 +19,8 @@ from imgcls_pipeline.core.search.metrics import (
     neighbours_needed,
     predict_labels,
 )
+from imgcls_pipeline.core.search.rerank import Reranker
+from imgcls_pipeline.core.settings import RerankSettings
 
 # MAP@R needs R = (gallery images of the query's class) neighbours per query. Up to this depth
 # all queries are searched at once; deeper, MAP@R is computed over blocks of queries so the
@@ -50,10 +52,14 @@ def evaluate_split(
     recall_k_values: Sequence[int] = (1, 5),
     top_k: int = 20,
     worst: int = 8,
+    rerank: RerankSettings | None = None,
 ) -> SplitEvaluation:
-    """Metrics of ``queries`` (rows of a split table, with their embeddings) against the index."""
+    """Metrics of ``queries`` (rows of a split table, with their embeddings) against the index,
+    re-ranked as ``rerank`` says (see ``rerank.py``; None or "none": plain search)."""
     if len(query_vectors) != len(queries):
         raise ValueError("one embedding per query row is required")
+    reranker = Reranker.build(index, rerank)
+    index, query_vectors = reranker.index, reranker.queries(query_vectors)
     gallery_labels = gallery["class_name"].tolist()
     depth = search_depth(gallery_labels, recall_k_values, top_k)
     distances, indices = search(index, query_vectors, depth)

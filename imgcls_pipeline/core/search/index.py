@@ -131,6 +131,15 @@ def search(index: faiss.Index, queries: np.ndarray, k: int) -> tuple[np.ndarray,
     return _rank(distances, indices)
 
 
+def stored_vectors(index: faiss.Index) -> np.ndarray:
+    """The (ntotal, D) float32 vectors an index holds, row i = index row i (exact for flat, ivf
+    and hnsw, which all store vectors uncompressed)."""
+    index = _to_cpu(index)
+    if isinstance(index, faiss.IndexIVF):
+        index.make_direct_map()  # IVF can only reconstruct by row with a row → list map
+    return np.asarray(index.reconstruct_n(0, index.ntotal), dtype=np.float32)
+
+
 def _rank(distances: np.ndarray, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     key = np.where(indices < 0, np.inf, distances)
     order = np.lexsort((indices, key), axis=-1)

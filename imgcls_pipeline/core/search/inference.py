@@ -23,6 +23,8 @@ from imgcls_pipeline.core.search.embedding import compute_embeddings, inference_
 from imgcls_pipeline.core.search.index import search
 from imgcls_pipeline.core.search.metrics import predict_labels
 from imgcls_pipeline.core.search.predictions_store import Prediction
+from imgcls_pipeline.core.search.rerank import Reranker
+from imgcls_pipeline.core.settings import RerankSettings
 from imgcls_pipeline.core.training.model import EmbeddingModel, load_embedding_model
 
 
@@ -123,21 +125,24 @@ def classify(
     top_k: int = 20,
     batch_size: int = 32,
     flip_tta: bool = False,
+    rerank: RerankSettings | None = None,
 ) -> list[Prediction]:
     """Predict each photo's class by a similarity-weighted vote of its ``top_k`` neighbours.
 
-    ``flip_tta`` must match how the gallery was embedded (the embeddings asset's setting).
+    ``flip_tta`` must match how the gallery was embedded (the embeddings asset's setting);
+    ``rerank`` re-ranks the search as evaluation does (see ``rerank.py``).
 
     A photo that cannot be read gets an ``error`` and no prediction; the others still get theirs.
     """
     predictions = [Prediction(str(path)) for path in paths]
     transform = loaded.transform()
+    reranker = Reranker.build(index, rerank)  # once: DBA augments the whole gallery
     # Decode and embed one batch at a time: a folder of 10,000 photos at 480 px would not fit
     # in memory as tensors all at once.
     for start in range(0, len(paths), batch_size):
         chunk = list(range(start, min(start + batch_size, len(paths))))
         _classify_batch(
-            loaded, transform, index, gallery, paths, predictions, chunk, top_k, flip_tta
+            loaded, transform, reranker, gallery, paths, predictions, chunk, top_k, flip_tta
         )
     return predictions
 
@@ -145,7 +150,7 @@ def classify(
 def _classify_batch(
     loaded: LoadedModel,
     transform: v2.Compose,
-    index: faiss.Index,
+    reranker: Reranker,
     gallery: pd.DataFrame,
     paths: list[Path],
     predictions: list[Prediction],
@@ -173,7 +178,7 @@ def _classify_batch(
         channels_last=loaded.channels_last,
         flip_tta=flip_tta,
     )
-    distances, indices = search(index, embeddings, top_k)
+    distances, indices = search(reranker.index, reranker.queries(embeddings), top_k)
     labels, confidence = predict_labels(gallery["class_name"].tolist(), indices, distances, top_k)
     for row, (position, _) in enumerate(readable):
         prediction = predictions[position]

@@ -87,3 +87,40 @@ def test_classify_with_flip_tta_sees_a_photo_and_its_mirror_image_alike(tmp_path
     assert photo == pytest.approx(mirror, abs=1e-5)
     photo, mirror = distances(flip_tta=False)
     assert photo != pytest.approx(mirror, abs=1e-3)
+
+
+def test_classify_reranks_as_evaluation_does(tmp_path):
+    import numpy as np
+    import pandas as pd
+    from PIL import Image
+
+    from imgcls_pipeline.core.search.index import build_index, search
+    from imgcls_pipeline.core.search.rerank import Reranker
+    from imgcls_pipeline.core.settings import RerankSettings
+
+    pixels = np.random.default_rng(0).integers(0, 256, size=(16, 16, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "photo.png")
+    model = TinyEmbedder()
+    model(torch.zeros(1, 3, 16, 16))
+    loaded = inference.LoadedModel(model, 16, torch.device("cpu"), {})
+    vectors = np.random.default_rng(1).normal(size=(8, 6)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    gallery = pd.DataFrame({"image_path": list("abcdefgh"), "class_name": list("xyxyxyxy")})
+    index = build_index(vectors)
+    settings = RerankSettings(rerank="dba_alpha_qe", rerank_k=2, rerank_alpha=3.0)
+    (found,) = inference.classify(
+        loaded, index, gallery, [tmp_path / "photo.png"], top_k=8, rerank=settings
+    )
+    (plain,) = inference.classify(loaded, index, gallery, [tmp_path / "photo.png"], top_k=8)
+    embedded = inference.compute_embeddings(
+        model,
+        [loaded.transform()(Image.open(tmp_path / "photo.png").convert("RGB"))[None]],
+        torch.device("cpu"),
+    )
+    reranker = Reranker.build(index, settings)
+    distances, rows = search(reranker.index, reranker.queries(embedded), 8)
+    assert [n["image_path"] for n in found.neighbours] == [gallery.image_path[r] for r in rows[0]]
+    assert [n["distance"] for n in found.neighbours] == pytest.approx(distances[0].tolist())
+    assert [n["distance"] for n in found.neighbours] != pytest.approx(
+        [n["distance"] for n in plain.neighbours]
+    )
