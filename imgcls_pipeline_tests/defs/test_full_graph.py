@@ -116,6 +116,53 @@ def test_evaluate_command_matches_the_asset(pipeline: Path, capsys) -> None:
 
 
 @pytest.mark.slow
+def test_evaluate_applies_flip_tta_and_rerank_as_the_core_does(pipeline: Path, capsys) -> None:
+    from imgcls_pipeline.core.data.split_files import read_split
+    from imgcls_pipeline.core.search.evaluation import evaluate_split
+    from imgcls_pipeline.core.search.index import build_index
+    from imgcls_pipeline.core.search.inference import embed_frame, load_model
+    from imgcls_pipeline.core.settings import RerankSettings
+
+    checkpoint = pipeline / "checkpoints" / "best_model.pt"
+    output = pipeline / "eval_val_tta_rerank.json"
+    flags = ["--flip_tta", "true", "--rerank", "dba_alpha_qe", "--rerank_k", "2"]
+    code = main(
+        [
+            "evaluate",
+            "--checkpoint",
+            str(checkpoint),
+            "--data_dir",
+            str(pipeline / "data"),
+            "--splits_dir",
+            str(pipeline / "splits"),
+            "--output",
+            str(output),
+            "--top_k",
+            "5",
+            *flags,
+        ]
+    )
+    assert code == 0
+    loaded = load_model(checkpoint)
+    gallery, queries = (read_split(pipeline / "splits", s) for s in ("train", "val"))
+    vectors = [embed_frame(loaded, f, pipeline / "data", flip_tta=True) for f in (gallery, queries)]
+    expected = evaluate_split(
+        queries,
+        vectors[1],
+        build_index(vectors[0]),
+        gallery,
+        top_k=5,
+        rerank=RerankSettings(rerank="dba_alpha_qe", rerank_k=2),
+    ).metrics
+    mine = json.loads(output.read_text())
+    for key in ("recall@1", "recall@5", "accuracy", "map@r"):
+        assert mine[key] == pytest.approx(expected[key], abs=1e-6)
+    # The flags did reach the command: its plain evaluation (the asset's) ranks differently.
+    plain = json.loads((pipeline / "artifacts" / "evaluation" / "val.json").read_text())
+    assert mine["map@r"] != pytest.approx(plain["map@r"], abs=1e-9)
+
+
+@pytest.mark.slow
 def test_predict_answers_good_files_and_names_bad_ones(pipeline: Path, capsys) -> None:
     photo = next((pipeline / "data" / "star").glob("*.jpg"))
     broken = pipeline / "broken.jpg"
