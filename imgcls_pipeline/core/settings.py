@@ -148,6 +148,13 @@ class ModelConfig(Settings):
     )
     embedding_dim: int = Field(512, gt=0, description="Size of the embedding vector.")
     arcface_s: float = Field(64.0, gt=0, description="ArcFace scale s.")
+    arcface_scale_mode: Literal["fixed", "adacos"] = Field(
+        "fixed",
+        description="ArcFace scale: fixed (arcface_s) or adacos (√2·ln(C−1) for C classes, C ≥ 3).",
+    )
+    arcface_subcenters: int = Field(
+        1, ge=1, description="ArcFace centres per class (sub-center ArcFace; 1 = plain ArcFace)."
+    )
     arcface_m_warmup: float = Field(0.0, ge=0, description="ArcFace margin m while warming up.")
     arcface_m_finetune: float = Field(0.5, ge=0, description="ArcFace margin m after warm-up.")
 

@@ -223,6 +223,12 @@ def check_resume_compatible(
             saved_config["training"]["scheduler_type"],
             config.training.scheduler_type,
         ),
+        (
+            # A different number of centres would not even load (another weight shape).
+            "arcface_subcenters",
+            saved_config["model"].get("arcface_subcenters", 1),
+            config.model.arcface_subcenters,
+        ),
         ("class list", checkpoint["classes"], classes),
         ("splits (train.csv/val.csv)", checkpoint["splits_fingerprint"], fingerprint),
     ]

@@ -47,7 +47,7 @@ from imgcls_pipeline.core.search.metrics import neighbour_codes, recall_at_k
 from imgcls_pipeline.core.settings import ModelConfig, PipelineConfig, TrainingConfig
 from imgcls_pipeline.core.training import checkpoint as ckpt
 from imgcls_pipeline.core.training import distributed
-from imgcls_pipeline.core.training.arcface import ArcFace
+from imgcls_pipeline.core.training.arcface import ArcFace, adacos_scale
 from imgcls_pipeline.core.training.checkpoint import RunState
 from imgcls_pipeline.core.training.model import EmbeddingModel, build_embedding_model
 from imgcls_pipeline.core.training.rng import (
@@ -146,8 +146,9 @@ def train(
     arcface = ArcFace(
         config.model.embedding_dim,
         len(classes),
-        config.model.arcface_s,
+        arcface_scale(config.model, len(classes)),
         config.model.arcface_m_warmup,
+        config.model.arcface_subcenters,
     )
     memory_format = torch.channels_last if hardware.channels_last else torch.preserve_format
     net = ArcFaceNet(model, arcface).to(device, memory_format=memory_format)
@@ -365,6 +366,12 @@ def phase_for_epoch(epoch_index: int, warmup_epochs: int) -> Phase:
 
 def margin_for_phase(phase: Phase, model_cfg: ModelConfig) -> float:
     return model_cfg.arcface_m_warmup if phase == "warmup" else model_cfg.arcface_m_finetune
+
+
+def arcface_scale(model_cfg: ModelConfig, num_classes: int) -> float:
+    if model_cfg.arcface_scale_mode == "adacos":
+        return adacos_scale(num_classes)
+    return model_cfg.arcface_s
 
 
 def apply_phase(

@@ -1,6 +1,7 @@
 import copy
 import dataclasses
 import itertools
+import math
 
 import numpy as np
 import pandas as pd
@@ -20,6 +21,7 @@ from imgcls_pipeline.core.training.loop import (
     _configure_backends,
     _select_device,
     apply_phase,
+    arcface_scale,
     checkpoint_payload,
     exact_recall_at_k,
     make_trainables,
@@ -364,3 +366,18 @@ def test_best_val_recall_is_what_evaluation_reports_for_best_model(tmp_path):
     evaluation = evaluate_split(val_frame, queries, build_index(gallery), train_frame)
     assert evaluation.metrics["recall@1"] == result.best_val_recall_at_1
     assert 0 < result.best_val_recall_at_1 < 1
+
+
+def test_sub_center_adacos_run_trains_k_centres_per_class_at_the_adacos_scale(tiny, tmp_path):
+    config = tiny_config(total_epochs=1)
+    config.model.arcface_subcenters = 3
+    config.model.arcface_scale_mode = "adacos"
+    assert arcface_scale(config.model, 3) == pytest.approx(math.sqrt(2) * math.log(2))
+    assert arcface_scale(tiny_config().model, 3) == 16.0  # fixed: arcface_s as given
+    run(tiny, tmp_path, config)
+    saved = ckpt.read_checkpoint(tmp_path / ckpt.LATEST)
+    assert saved["arcface"]["weight"].shape == (3 * 3, config.model.embedding_dim)
+    config.model.arcface_subcenters = 1
+    config.training.total_epochs = 2
+    with pytest.raises(UserError, match=r"arcface_subcenters differs.*3 -> 1.*--fresh"):
+        run(tiny, tmp_path, config)
