@@ -170,6 +170,11 @@ class TrainingConfig(Settings):
         None, ge=1, description="Batches per optimiser step; none picks it from the GPU table."
     )
     learning_rate: float = Field(1e-4, gt=0, description="AdamW learning rate.")
+    head_lr_multiplier: float = Field(
+        1.0,
+        gt=0,
+        description="Learning rate of the embedding head and ArcFace centres, × learning_rate.",
+    )
     weight_decay: float = Field(1e-4, ge=0, description="AdamW weight decay.")
     early_stopping_patience: int = Field(
         10, ge=0, description="Epochs without a better val Recall@1 before stopping."

@@ -229,6 +229,12 @@ def check_resume_compatible(
             saved_config["model"].get("arcface_subcenters", 1),
             config.model.arcface_subcenters,
         ),
+        (
+            # 1 means one parameter group and anything else two: the optimiser state would not fit.
+            "head_lr_multiplier",
+            saved_config["training"].get("head_lr_multiplier", 1.0),
+            config.training.head_lr_multiplier,
+        ),
         ("class list", checkpoint["classes"], classes),
         ("splits (train.csv/val.csv)", checkpoint["splits_fingerprint"], fingerprint),
     ]

@@ -381,3 +381,29 @@ def test_sub_center_adacos_run_trains_k_centres_per_class_at_the_adacos_scale(ti
     config.training.total_epochs = 2
     with pytest.raises(UserError, match=r"arcface_subcenters differs.*3 -> 1.*--fresh"):
         run(tiny, tmp_path, config)
+
+
+def test_head_lr_multiplier_gives_the_new_parts_their_own_rate():
+    config = tiny_config(head_lr_multiplier=10.0)
+    net = ArcFaceNet(build_embedding_model(config.model), ArcFace(32, 3))
+    optimizer = make_trainables(net, config.training, CPU, use_scaler=False).optimizer
+    backbone, new_parts = optimizer.param_groups
+    assert [backbone["lr"], new_parts["lr"]] == pytest.approx([1e-3, 1e-2])
+    assert {id(p) for p in backbone["params"]} == {id(p) for p in net.model.backbone.parameters()}
+    new_ids = {id(p) for p in new_parts["params"]}
+    assert new_ids == {id(net.model.head.weight), id(net.model.head.bias), id(net.arcface.weight)}
+    default = make_trainables(net, tiny_config().training, CPU, use_scaler=False).optimizer
+    assert len(default.param_groups) == 1 and default.param_groups[0]["lr"] == 1e-3
+
+
+def test_schedules_scale_both_groups_and_the_logged_lr_is_the_backbones(tiny, tmp_path):
+    config = tiny_config(total_epochs=3, head_lr_multiplier=10.0, cosine_t0=4)
+    run(tiny, tmp_path, config)
+    saved = ckpt.read_checkpoint(tmp_path / ckpt.LATEST)
+    lrs = [row["lr"] for row in saved["history"]]
+    # cosine over T_0=4 epochs, stepped once per epoch, from the backbone's 1e-3
+    expected = [1e-3 * (1 + math.cos(math.pi * e / 4)) / 2 for e in range(4)]
+    assert lrs == pytest.approx(expected[:3])
+    backbone, new_parts = saved["optimizer"]["param_groups"]
+    assert backbone["lr"] == pytest.approx(expected[3])
+    assert new_parts["lr"] == pytest.approx(10 * expected[3])
