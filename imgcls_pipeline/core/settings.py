@@ -147,6 +147,10 @@ class ModelConfig(Settings):
         description="Local weights file (.pth/.safetensors) for machines without the model hub.",
     )
     embedding_dim: int = Field(512, gt=0, description="Size of the embedding vector.")
+    pooling: Literal["avg", "gem"] = Field(
+        "avg", description="Pooling of the backbone's feature map: avg or gem (generalised mean)."
+    )
+    gem_p: float = Field(3.0, gt=0, description="Exponent p of gem pooling (1 = average).")
     arcface_s: float = Field(64.0, gt=0, description="ArcFace scale s.")
     arcface_scale_mode: Literal["fixed", "adacos"] = Field(
         "fixed",

@@ -24,6 +24,8 @@ REJECTED = [
     ("test_ratio", 2, "test_ratio must be between 0 and 1, not 2."),
     ("class_names", [], "class_names must be one or more names, or none (e.g. cat,dog), not []."),
     ("embedding_dim", 0, "embedding_dim must be above 0, not 0."),
+    ("pooling", "max", "pooling must be one of avg, gem, not 'max'."),
+    ("gem_p", 0.0, "gem_p must be above 0, not 0.0."),
     ("arcface_s", 0.0, "arcface_s must be above 0, not 0.0."),
     (
         "arcface_scale_mode",
@@ -131,6 +133,8 @@ DEFAULTS_AS_STORED = {
         "pretrained": True,
         "pretrained_path": None,
         "embedding_dim": 512,
+        "pooling": "avg",
+        "gem_p": 3.0,
         "arcface_s": 64.0,
         "arcface_scale_mode": "fixed",
         "arcface_subcenters": 1,

@@ -235,6 +235,9 @@ def check_resume_compatible(
             saved_config["training"].get("head_lr_multiplier", 1.0),
             config.training.head_lr_multiplier,
         ),
+        # GeM has no weights: another pooling would load silently and change the model.
+        ("pooling", saved_config["model"].get("pooling", "avg"), config.model.pooling),
+        ("gem_p", saved_config["model"].get("gem_p", 3.0), config.model.gem_p),
         ("class list", checkpoint["classes"], classes),
         ("splits (train.csv/val.csv)", checkpoint["splits_fingerprint"], fingerprint),
     ]

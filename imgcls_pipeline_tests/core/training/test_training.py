@@ -30,7 +30,8 @@ from imgcls_pipeline.core.training.loop import (
     train,
     train_epoch,
 )
-from imgcls_pipeline.core.training.model import build_embedding_model
+from imgcls_pipeline.core.training.model import build_embedding_model, load_embedding_model
+from imgcls_pipeline.core.training.pooling import GeM
 from imgcls_pipeline.core.training.rng import seed_everything
 from imgcls_pipeline_tests.core.training.tiny_training import (
     cpu_hardware,
@@ -407,3 +408,14 @@ def test_schedules_scale_both_groups_and_the_logged_lr_is_the_backbones(tiny, tm
     backbone, new_parts = saved["optimizer"]["param_groups"]
     assert backbone["lr"] == pytest.approx(expected[3])
     assert new_parts["lr"] == pytest.approx(10 * expected[3])
+
+
+def test_gem_pooling_trains_and_its_best_model_is_rebuilt_with_gem(tiny, tmp_path):
+    config = tiny_config(total_epochs=1)
+    config.model.pooling = "gem"
+    result = run(tiny, tmp_path, config)
+    model, checkpoint = load_embedding_model(result.best_checkpoint, CPU)
+    assert isinstance(model.pool, GeM) and checkpoint["config"]["model"]["pooling"] == "gem"
+    config.model.pooling, config.training.total_epochs = "avg", 2
+    with pytest.raises(UserError, match=r"pooling differs.*'gem' -> 'avg'.*--fresh"):
+        run(tiny, tmp_path, config)
