@@ -180,6 +180,12 @@ class TrainingConfig(Settings):
         description="Learning rate of the embedding head and ArcFace centres, × learning_rate.",
     )
     weight_decay: float = Field(1e-4, ge=0, description="AdamW weight decay.")
+    ema_decay: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="Decay of an EMA of the weights, validated and saved; none for no EMA.",
+    )
     early_stopping_patience: int = Field(
         10, ge=0, description="Epochs without a better val Recall@1 before stopping."
     )

@@ -47,6 +47,7 @@ REJECTED = [
     ("learning_rate", 0, "learning_rate must be above 0, not 0."),
     ("head_lr_multiplier", 0, "head_lr_multiplier must be above 0, not 0."),
     ("weight_decay", -1e-4, "weight_decay must be 0 or more, not -0.0001."),
+    ("ema_decay", 1.0, "ema_decay must be between 0 and 1, exclusive, or none, not 1.0."),
     ("early_stopping_patience", -1, "early_stopping_patience must be 0 or more, not -1."),
     ("num_workers", -1, "num_workers must be 0 or more, or none, not -1."),
     (
@@ -150,6 +151,7 @@ DEFAULTS_AS_STORED = {
         "learning_rate": 1e-4,
         "head_lr_multiplier": 1.0,
         "weight_decay": 1e-4,
+        "ema_decay": None,
         "early_stopping_patience": 10,
         "use_bf16": None,
         "num_workers": None,

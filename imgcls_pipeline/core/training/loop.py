@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from timm.utils.model_ema import ModelEmaV3
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim import AdamW, Optimizer
@@ -95,6 +96,8 @@ class Trainables:
     optimizer: torch.optim.Optimizer
     scheduler: Scheduler
     scaler: torch.amp.GradScaler
+    # The averaged copy of net.model (ema_decay set): what is validated and saved as "model".
+    ema: ModelEmaV3 | None = None
 
 
 def train(
@@ -225,6 +228,7 @@ def train(
             channels_last=hardware.channels_last,
             no_sync=ddp.no_sync if ddp is not None else nullcontext,
             should_stop=stop.poll,
+            after_step=(lambda: parts.ema.update(model)) if parts.ema is not None else _nothing,
         )
         if stats.interrupted:
             interrupted = True
@@ -232,7 +236,8 @@ def train(
 
         # --- validate ---
         try:
-            recalls = validate(model, data, device, amp_dtype, hardware.channels_last, ks, stop)
+            measured = model if parts.ema is None else parts.ema.module
+            recalls = validate(measured, data, device, amp_dtype, hardware.channels_last, ks, stop)
         except Interrupted:
             interrupted = True
             break
@@ -394,7 +399,11 @@ def make_trainables(
 ) -> Trainables:
     optimizer = make_optimizer(net, cfg)
     scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
-    return Trainables(net, optimizer, make_scheduler(optimizer, cfg), scaler)
+    # The EMA starts from the initial weights and follows every optimiser step with a fixed decay
+    # (no timm warm-up of the decay: the run's state is then the averaged weights alone, which
+    # makes a resume exact). Only the embedding model: ArcFace is not used after training.
+    ema = None if cfg.ema_decay is None else ModelEmaV3(net.model, decay=cfg.ema_decay)
+    return Trainables(net, optimizer, make_scheduler(optimizer, cfg), scaler, ema)
 
 
 def make_optimizer(net: ArcFaceNet, cfg: TrainingConfig) -> AdamW:
@@ -481,12 +490,14 @@ def train_epoch(
     channels_last: bool = False,
     no_sync: Callable[[], AbstractContextManager] = nullcontext,
     should_stop: Callable[[], bool] = lambda: False,
+    after_step: Callable[[], None] = lambda: None,
 ) -> EpochStats:
     """One pass over ``batches`` (a multiple of ``accum_steps`` long), one optimizer step per group.
 
     ``net(images, labels)`` returns logits. ``no_sync`` is DDP's: gradients are all-reduced once
     per optimizer step instead of once per micro-batch. ``should_stop`` is polled before each
-    micro-batch; when it fires the epoch is abandoned (``interrupted=True``).
+    micro-batch; when it fires the epoch is abandoned (``interrupted=True``). ``after_step`` runs
+    after each optimizer step (the EMA update).
     """
     start = time.perf_counter()
     memory_format = torch.channels_last if channels_last else torch.preserve_format
@@ -514,6 +525,7 @@ def train_epoch(
             scaler.step(optimizer)
             scaler.update()
             optimizer.zero_grad(set_to_none=True)
+            after_step()
         loss_sum += loss.detach() * labels.shape[0]  # stays on the device: no sync per step
         images_seen += labels.shape[0]
     mean_loss = distributed.mean_over_ranks(float(loss_sum) / max(images_seen, 1), device)
@@ -598,6 +610,7 @@ def checkpoint_payload(
         classes=classes,
         fingerprint=fingerprint,
         hardware=hardware.to_dict(),
+        ema=parts.ema.module if parts.ema is not None else None,
     )
 
 
@@ -632,6 +645,7 @@ def restore(saved: dict[str, Any], parts: Trainables) -> RunState:
         optimizer=parts.optimizer,
         scheduler=parts.scheduler,
         scaler=parts.scaler,
+        ema=parts.ema.module if parts.ema is not None else None,
     )
 
 
@@ -690,4 +704,8 @@ def _describe_epoch(row: dict[str, Any], total_epochs: int, improved: bool) -> s
 
 
 def _silent(_: str) -> None:
+    pass
+
+
+def _nothing() -> None:
     pass

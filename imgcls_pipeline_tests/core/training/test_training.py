@@ -355,10 +355,12 @@ def test_run_state_survives_a_checkpoint_round_trip(tmp_path):
     assert fresh.scheduler.state_dict() == parts.scheduler.state_dict()
 
 
-def test_best_val_recall_is_what_evaluation_reports_for_best_model(tmp_path):
+@pytest.mark.parametrize("ema_decay", [None, 0.5])
+def test_best_val_recall_is_what_evaluation_reports_for_best_model(tmp_path, ema_decay):
     # 7 classes in 5 colours: classes 5 and 6 look like 0 and 1, so Recall@1 is not simply 1.
     data_dir, splits_dir = make_tiny_splits(tmp_path / "data", n_classes=7)
-    result = run((data_dir, splits_dir), tmp_path / "run", tiny_config(total_epochs=2))
+    config = tiny_config(total_epochs=2, ema_decay=ema_decay)
+    result = run((data_dir, splits_dir), tmp_path / "run", config)
     loaded = load_model(result.best_checkpoint, CPU)
     train_frame = pd.read_csv(splits_dir / "train.csv")
     val_frame = pd.read_csv(splits_dir / "val.csv")
@@ -419,3 +421,51 @@ def test_gem_pooling_trains_and_its_best_model_is_rebuilt_with_gem(tiny, tmp_pat
     config.model.pooling, config.training.total_epochs = "avg", 2
     with pytest.raises(UserError, match=r"pooling differs.*'gem' -> 'avg'.*--fresh"):
         run(tiny, tmp_path, config)
+
+
+def test_ema_follows_each_optimiser_step_with_the_decay():
+    decay = 0.75
+    config = tiny_config(warmup_epochs=0, ema_decay=decay)
+    parts = trainables(config, seed=0)
+    model = parts.net.model
+    snapshots = [{k: v.double().clone() for k, v in model.state_dict().items()}]
+
+    def update_and_record() -> None:
+        parts.ema.update(model)
+        snapshots.append({k: v.double().clone() for k, v in model.state_dict().items()})
+
+    batch = (torch.randn(6, 3, 64, 64), torch.tensor([0, 0, 1, 1, 2, 2]))
+    train_epoch(
+        parts.net.train(), [batch] * 3, parts.optimizer, parts.scaler, device=CPU,
+        accum_steps=1, amp_dtype=None, after_step=update_and_record,
+    )  # fmt: skip
+    assert len(snapshots) == 4  # the initial weights and one per optimiser step
+    ema = parts.ema.module.state_dict()
+    for name, value in ema.items():
+        if not value.is_floating_point():
+            continue
+        # e_0 = w_0, e_t = d·e_(t-1) + (1 − d)·w_t
+        expected = snapshots[0][name]
+        for weights in snapshots[1:]:
+            expected = decay * expected + (1 - decay) * weights[name]
+        torch.testing.assert_close(value.double(), expected, atol=1e-6, rtol=1e-5)
+    assert not torch.equal(ema["head.weight"], model.state_dict()["head.weight"])
+
+
+def test_ema_run_saves_the_averaged_weights_and_resumes_exactly(tiny, tmp_path):
+    straight = run(tiny, tmp_path / "straight", tiny_config(total_epochs=4, ema_decay=0.6))
+    run(tiny, tmp_path / "resumed", tiny_config(total_epochs=2, ema_decay=0.6))
+    resumed = run(tiny, tmp_path / "resumed", tiny_config(total_epochs=4, ema_decay=0.6))
+
+    a = ckpt.read_checkpoint(tmp_path / "straight" / ckpt.LATEST)
+    b = ckpt.read_checkpoint(tmp_path / "resumed" / ckpt.LATEST)
+    for part in ("model", "trained_model", "arcface"):
+        for name, value in a[part].items():
+            torch.testing.assert_close(b[part][name], value)
+    torch.testing.assert_close(b["optimizer"]["state"], a["optimizer"]["state"])
+    assert untimed(b["history"]) == untimed(a["history"])
+    assert untimed([resumed.final_metrics]) == untimed([straight.final_metrics])
+    # "model" is the average, not the optimiser's weights; best_model.pt holds the average only
+    assert not torch.equal(a["model"]["head.weight"], a["trained_model"]["head.weight"])
+    best = ckpt.read_checkpoint(tmp_path / "straight" / ckpt.BEST)
+    assert "trained_model" not in best and best["epoch"] == straight.best_epoch
