@@ -18,6 +18,7 @@ everything trains with the full margin ``arcface_m_finetune``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, nullcontext
@@ -193,6 +194,9 @@ def train(
 
     ddp: DistributedDataParallel | None = None
     interrupted = False
+    # After every optimiser step, also one whose fp16 GradScaler skipped: the EMA then moves a
+    # little towards unchanged weights, which needs no special case.
+    ema_update = functools.partial(parts.ema.update, model) if parts.ema is not None else _nothing
     for epoch in range(state.epoch, config.training.total_epochs):
         if state.stopped_early:
             break
@@ -228,7 +232,7 @@ def train(
             channels_last=hardware.channels_last,
             no_sync=ddp.no_sync if ddp is not None else nullcontext,
             should_stop=stop.poll,
-            after_step=(lambda: parts.ema.update(model)) if parts.ema is not None else _nothing,
+            after_step=ema_update,
         )
         if stats.interrupted:
             interrupted = True
