@@ -170,7 +170,18 @@ class ModelConfig(Settings):
         description="Local weights file (.pth/.safetensors) for machines without the model hub.",
     )
     embedding_dim: int = Field(512, gt=0, description="Size of the embedding vector.")
+    pooling: Literal["avg", "gem"] = Field(
+        "avg", description="Pooling of the backbone's feature map: avg or gem (generalised mean)."
+    )
+    gem_p: float = Field(3.0, gt=0, description="Exponent p of gem pooling (1 = average).")
     arcface_s: float = Field(64.0, gt=0, description="ArcFace scale s.")
+    arcface_scale_mode: Literal["fixed", "adacos"] = Field(
+        "fixed",
+        description="ArcFace scale: fixed (arcface_s) or adacos (√2·ln(C−1) for C classes, C ≥ 3).",
+    )
+    arcface_subcenters: int = Field(
+        1, ge=1, description="ArcFace centres per class (sub-center ArcFace; 1 = plain ArcFace)."
+    )
     arcface_m_warmup: float = Field(0.0, ge=0, description="ArcFace margin m while warming up.")
     arcface_m_finetune: float = Field(0.5, ge=0, description="ArcFace margin m after warm-up.")
 
@@ -186,7 +197,18 @@ class TrainingConfig(Settings):
         None, ge=1, description="Batches per optimiser step; none picks it from the GPU table."
     )
     learning_rate: float = Field(1e-4, gt=0, description="AdamW learning rate.")
+    head_lr_multiplier: float = Field(
+        1.0,
+        gt=0,
+        description="Learning rate of the embedding head and ArcFace centres, × learning_rate.",
+    )
     weight_decay: float = Field(1e-4, ge=0, description="AdamW weight decay.")
+    ema_decay: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="Decay of an EMA of the weights, validated and saved; none for no EMA.",
+    )
     early_stopping_patience: int = Field(
         10, ge=0, description="Epochs without a better val Recall@1 before stopping."
     )

@@ -7,6 +7,9 @@ lists, str, int, float, bool, None. Keys:
 - ``epoch``: epochs completed (1-based number of the last finished epoch); ``phase``, ``margin``
 - ``model``, ``arcface``: fp32 state dicts; ``optimizer``, ``scheduler``, ``scaler``: state dicts
   (latest_model.pt only; best_model.pt is for inference and leaves them out)
+- with ``ema_decay`` set, ``model`` holds the EMA of the weights (what validation measured and
+  inference uses) and latest_model.pt adds ``trained_model``, the optimiser's own weights, which
+  a resume continues from
 - ``best_val_recall@1``, ``best_epoch``, ``epochs_without_improvement``, ``stopped_early``
 - ``rng``: random states (python, numpy, torch, cuda) at the end of the epoch, see ``core.training.rng``
 - ``config`` (``PipelineConfig.to_dict()``), ``classes``, ``splits_fingerprint``
@@ -40,7 +43,7 @@ FORMAT = "imgcls_pipeline.checkpoint/1"
 LATEST = "latest_model.pt"
 BEST = "best_model.pt"
 METRICS = "metrics.csv"
-RESUME_STATE_KEYS = ("optimizer", "scheduler", "scaler")
+RESUME_STATE_KEYS = ("optimizer", "scheduler", "scaler", "trained_model")
 
 
 @dataclass
@@ -80,14 +83,20 @@ def payload(
     classes: list[str],
     fingerprint: str,
     hardware: dict[str, Any],
+    ema: Stateful | None = None,
 ) -> dict[str, Any]:
-    """The checkpoint dict of the keys above, captured at the end of epoch ``state.epoch``."""
+    """The checkpoint dict of the keys above, captured at the end of epoch ``state.epoch``.
+
+    ``ema``: the averaged copy of ``model`` when ``ema_decay`` is set, else None.
+    """
+    trained = {} if ema is None else {"trained_model": _fp32_cpu(model.state_dict())}
     return {
         "format": FORMAT,
         "epoch": state.epoch,
         "phase": phase,
         "margin": margin,
-        "model": _fp32_cpu(model.state_dict()),
+        "model": _fp32_cpu((model if ema is None else ema).state_dict()),
+        **trained,
         "arcface": _fp32_cpu(arcface.state_dict()),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
@@ -123,9 +132,17 @@ def restore(
     optimizer: Stateful,
     scheduler: Stateful,
     scaler: Stateful,
+    ema: Stateful | None = None,
 ) -> RunState:
-    """Load a latest_model.pt's weights and optimiser states in place; return the run's state."""
-    model.load_state_dict(checkpoint["model"])
+    """Load a latest_model.pt's weights and optimiser states in place; return the run's state.
+
+    A checkpoint written without EMA starts a new ``ema`` from its weights; one written with EMA
+    resumes without it from ``trained_model``.
+    """
+    trained = checkpoint.get("trained_model", checkpoint["model"])
+    model.load_state_dict(trained)
+    if ema is not None:
+        ema.load_state_dict(checkpoint["model"])
     arcface.load_state_dict(checkpoint["arcface"])
     optimizer.load_state_dict(checkpoint["optimizer"])
     scheduler.load_state_dict(checkpoint["scheduler"])
@@ -223,6 +240,21 @@ def check_resume_compatible(
             saved_config["training"]["scheduler_type"],
             config.training.scheduler_type,
         ),
+        (
+            # A different number of centres would not even load (another weight shape).
+            "arcface_subcenters",
+            saved_config["model"].get("arcface_subcenters", 1),
+            config.model.arcface_subcenters,
+        ),
+        (
+            # 1 means one parameter group and anything else two: the optimiser state would not fit.
+            "head_lr_multiplier",
+            saved_config["training"].get("head_lr_multiplier", 1.0),
+            config.training.head_lr_multiplier,
+        ),
+        # GeM has no weights: another pooling would load silently and change the model.
+        ("pooling", saved_config["model"].get("pooling", "avg"), config.model.pooling),
+        ("gem_p", saved_config["model"].get("gem_p", 3.0), config.model.gem_p),
         ("class list", checkpoint["classes"], classes),
         ("splits (train.csv/val.csv)", checkpoint["splits_fingerprint"], fingerprint),
     ]

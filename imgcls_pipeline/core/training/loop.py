@@ -18,6 +18,7 @@ everything trains with the full margin ``arcface_m_finetune``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, nullcontext
@@ -29,6 +30,7 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from timm.utils.model_ema import ModelEmaV3
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim import AdamW, Optimizer
@@ -47,7 +49,7 @@ from imgcls_pipeline.core.search.metrics import neighbour_codes, recall_at_k
 from imgcls_pipeline.core.settings import ModelConfig, PipelineConfig, TrainingConfig
 from imgcls_pipeline.core.training import checkpoint as ckpt
 from imgcls_pipeline.core.training import distributed
-from imgcls_pipeline.core.training.arcface import ArcFace
+from imgcls_pipeline.core.training.arcface import ArcFace, adacos_scale
 from imgcls_pipeline.core.training.checkpoint import RunState
 from imgcls_pipeline.core.training.model import EmbeddingModel, build_embedding_model
 from imgcls_pipeline.core.training.rng import (
@@ -95,6 +97,8 @@ class Trainables:
     optimizer: torch.optim.Optimizer
     scheduler: Scheduler
     scaler: torch.amp.GradScaler
+    # The averaged copy of net.model (ema_decay set): what is validated and saved as "model".
+    ema: ModelEmaV3 | None = None
 
 
 def train(
@@ -146,8 +150,9 @@ def train(
     arcface = ArcFace(
         config.model.embedding_dim,
         len(classes),
-        config.model.arcface_s,
+        arcface_scale(config.model, len(classes)),
         config.model.arcface_m_warmup,
+        config.model.arcface_subcenters,
     )
     memory_format = torch.channels_last if hardware.channels_last else torch.preserve_format
     net = ArcFaceNet(model, arcface).to(device, memory_format=memory_format)
@@ -189,6 +194,9 @@ def train(
 
     ddp: DistributedDataParallel | None = None
     interrupted = False
+    # After every optimiser step, also one whose fp16 GradScaler skipped: the EMA then moves a
+    # little towards unchanged weights, which needs no special case.
+    ema_update = functools.partial(parts.ema.update, model) if parts.ema is not None else _nothing
     for epoch in range(state.epoch, config.training.total_epochs):
         if state.stopped_early:
             break
@@ -224,6 +232,7 @@ def train(
             channels_last=hardware.channels_last,
             no_sync=ddp.no_sync if ddp is not None else nullcontext,
             should_stop=stop.poll,
+            after_step=ema_update,
         )
         if stats.interrupted:
             interrupted = True
@@ -231,7 +240,8 @@ def train(
 
         # --- validate ---
         try:
-            recalls = validate(model, data, device, amp_dtype, hardware.channels_last, ks, stop)
+            measured = model if parts.ema is None else parts.ema.module
+            recalls = validate(measured, data, device, amp_dtype, hardware.channels_last, ks, stop)
         except Interrupted:
             interrupted = True
             break
@@ -367,6 +377,12 @@ def margin_for_phase(phase: Phase, model_cfg: ModelConfig) -> float:
     return model_cfg.arcface_m_warmup if phase == "warmup" else model_cfg.arcface_m_finetune
 
 
+def arcface_scale(model_cfg: ModelConfig, num_classes: int) -> float:
+    if model_cfg.arcface_scale_mode == "adacos":
+        return adacos_scale(num_classes)
+    return model_cfg.arcface_s
+
+
 def apply_phase(
     model: EmbeddingModel, arcface: ArcFace, phase: Phase, model_cfg: ModelConfig
 ) -> None:
@@ -387,13 +403,34 @@ def make_trainables(
 ) -> Trainables:
     optimizer = make_optimizer(net, cfg)
     scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
-    return Trainables(net, optimizer, make_scheduler(optimizer, cfg), scaler)
+    # The EMA starts from the initial weights and follows every optimiser step with a fixed decay
+    # (no timm warm-up of the decay: the run's state is then the averaged weights alone, which
+    # makes a resume exact). Only the embedding model: ArcFace is not used after training.
+    ema = None if cfg.ema_decay is None else ModelEmaV3(net.model, decay=cfg.ema_decay)
+    return Trainables(net, optimizer, make_scheduler(optimizer, cfg), scaler, ema)
 
 
-def make_optimizer(module: nn.Module, cfg: TrainingConfig) -> AdamW:
-    # All parameters from the start: frozen ones (backbone during warm-up) have no gradient, and
-    # AdamW skips a parameter without gradient entirely (no update, no weight decay).
-    return AdamW(module.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+def make_optimizer(net: ArcFaceNet, cfg: TrainingConfig) -> AdamW:
+    """AdamW over every parameter; the new parts at ``learning_rate × head_lr_multiplier``.
+
+    All parameters from the start: frozen ones (backbone during warm-up) have no gradient, and
+    AdamW skips a parameter without gradient entirely (no update, no weight decay). The embedding
+    head and ArcFace centres start from random values while the backbone is pretrained, so they
+    may learn faster (the 1st-place Happywhale solution: 10×). With the multiplier at 1 there is
+    one group, as before; otherwise the backbone's group comes first, so ``current_lr`` (the
+    metrics row's ``lr``) stays the backbone's. Both schedules scale every group alike.
+    """
+    lr = cfg.learning_rate
+    if cfg.head_lr_multiplier == 1.0:
+        return AdamW(net.parameters(), lr=lr, weight_decay=cfg.weight_decay)
+    backbone = list(net.model.backbone.parameters())
+    in_backbone = {id(p) for p in backbone}
+    new_parts = [p for p in net.parameters() if id(p) not in in_backbone]
+    groups = [
+        {"params": backbone, "lr": lr},
+        {"params": new_parts, "lr": lr * cfg.head_lr_multiplier},
+    ]
+    return AdamW(groups, lr=lr, weight_decay=cfg.weight_decay)
 
 
 def make_scheduler(optimizer: Optimizer, cfg: TrainingConfig) -> Scheduler:
@@ -457,12 +494,14 @@ def train_epoch(
     channels_last: bool = False,
     no_sync: Callable[[], AbstractContextManager] = nullcontext,
     should_stop: Callable[[], bool] = lambda: False,
+    after_step: Callable[[], None] = lambda: None,
 ) -> EpochStats:
     """One pass over ``batches`` (a multiple of ``accum_steps`` long), one optimizer step per group.
 
     ``net(images, labels)`` returns logits. ``no_sync`` is DDP's: gradients are all-reduced once
     per optimizer step instead of once per micro-batch. ``should_stop`` is polled before each
-    micro-batch; when it fires the epoch is abandoned (``interrupted=True``).
+    micro-batch; when it fires the epoch is abandoned (``interrupted=True``). ``after_step`` runs
+    after each optimizer step (the EMA update).
     """
     start = time.perf_counter()
     memory_format = torch.channels_last if channels_last else torch.preserve_format
@@ -490,6 +529,7 @@ def train_epoch(
             scaler.step(optimizer)
             scaler.update()
             optimizer.zero_grad(set_to_none=True)
+            after_step()
         loss_sum += loss.detach() * labels.shape[0]  # stays on the device: no sync per step
         images_seen += labels.shape[0]
     mean_loss = distributed.mean_over_ranks(float(loss_sum) / max(images_seen, 1), device)
@@ -574,6 +614,7 @@ def checkpoint_payload(
         classes=classes,
         fingerprint=fingerprint,
         hardware=hardware.to_dict(),
+        ema=parts.ema.module if parts.ema is not None else None,
     )
 
 
@@ -608,6 +649,7 @@ def restore(saved: dict[str, Any], parts: Trainables) -> RunState:
         optimizer=parts.optimizer,
         scheduler=parts.scheduler,
         scaler=parts.scaler,
+        ema=parts.ema.module if parts.ema is not None else None,
     )
 
 
@@ -666,4 +708,8 @@ def _describe_epoch(row: dict[str, Any], total_epochs: int, improved: bool) -> s
 
 
 def _silent(_: str) -> None:
+    pass
+
+
+def _nothing() -> None:
     pass

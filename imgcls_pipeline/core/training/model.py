@@ -1,4 +1,9 @@
-"""The embedding model: a timm backbone by name, a linear head, L2-normalised output."""
+"""The embedding model: a timm backbone by name, pooling, a linear head, L2-normalised output.
+
+``pooling="avg"`` is timm's own global average pooling inside the backbone (``num_classes=0``);
+``pooling="gem"`` builds the backbone without pooling (``global_pool=""``) and pools its feature
+map with ``GeM`` here. The pooling is in the checkpoint's ``config``, so inference rebuilds it.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ from torch import nn
 from imgcls_pipeline.core.errors import UserError, describe
 from imgcls_pipeline.core.settings import ModelConfig
 from imgcls_pipeline.core.training.checkpoint import read_checkpoint
+from imgcls_pipeline.core.training.pooling import GeM
 
 
 class EmbeddingModel(nn.Module):
@@ -26,10 +32,14 @@ class EmbeddingModel(nn.Module):
         mean: tuple[float, ...],
         std: tuple[float, ...],
         interpolation: str = "bilinear",
+        pool: nn.Module | None = None,
     ):
         super().__init__()
         self.backbone = backbone
-        self.head = nn.Linear(_feature_dim(backbone), embedding_dim)
+        # None: the backbone pools itself. GeM has no weights, so the state dict's keys are alike.
+        self.pool = pool if pool is not None else nn.Identity()
+        features = backbone.num_features if pool is not None else _feature_dim(backbone)
+        self.head = nn.Linear(features, embedding_dim)
         self.backbone_name = backbone_name
         self.embedding_dim = embedding_dim
         self.mean = tuple(float(v) for v in mean)
@@ -41,7 +51,7 @@ class EmbeddingModel(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         # Normalise in fp32: under autocast the head's output is bf16/fp16, and cosine similarities
         # (ArcFace, kNN search) of low-precision unit vectors lose the ranking of close neighbours.
-        return F.normalize(self.head(self.backbone(images)).float(), dim=1)
+        return F.normalize(self.head(self.pool(self.backbone(images))).float(), dim=1)
 
 
 def build_embedding_model(model_cfg: ModelConfig) -> EmbeddingModel:
@@ -55,6 +65,7 @@ def build_embedding_model(model_cfg: ModelConfig) -> EmbeddingModel:
         data_cfg["mean"],
         data_cfg["std"],
         data_cfg.get("interpolation", "bilinear"),
+        GeM(model_cfg.gem_p) if model_cfg.pooling == "gem" else None,
     )
 
 
@@ -81,18 +92,20 @@ def load_embedding_model(
 
 
 def _create_backbone(cfg: ModelConfig) -> nn.Module:
-    """timm model with its classifier removed (``num_classes=0``: forward returns pooled features)."""
+    """timm model with its classifier removed (``num_classes=0``: forward returns pooled features;
+    with ``pooling="gem"`` also ``global_pool=""``: it returns the feature map)."""
     if not timm.is_model(cfg.backbone):
         raise UserError(
             f"Unknown backbone '{cfg.backbone}' (--backbone); use a timm model name such as "
             f"tf_efficientnetv2_l.in21k_ft_in1k (see timm.list_models())."
         )
+    head_kwargs = _head_kwargs(cfg)
     if cfg.pretrained_path:
-        return _create_from_file(cfg.backbone, Path(cfg.pretrained_path))
+        return _create_from_file(cfg.backbone, Path(cfg.pretrained_path), head_kwargs)
     if not cfg.pretrained:
-        return timm.create_model(cfg.backbone, pretrained=False, num_classes=0)
+        return timm.create_model(cfg.backbone, pretrained=False, **head_kwargs)
     try:
-        return timm.create_model(cfg.backbone, pretrained=True, num_classes=0)
+        return timm.create_model(cfg.backbone, pretrained=True, **head_kwargs)
     except Exception as err:  # hub, network and cache failures surface as many exception types
         raise UserError(
             f"Cannot get pretrained weights for {cfg.backbone} ({describe(err)}); "
@@ -101,11 +114,17 @@ def _create_backbone(cfg: ModelConfig) -> nn.Module:
         ) from None
 
 
-def _create_from_file(name: str, path: Path) -> nn.Module:
+def _head_kwargs(cfg: ModelConfig) -> dict[str, Any]:
+    if cfg.pooling == "gem":
+        return {"num_classes": 0, "global_pool": ""}
+    return {"num_classes": 0}
+
+
+def _create_from_file(name: str, path: Path, head_kwargs: dict[str, Any]) -> nn.Module:
     """The backbone with weights from a state dict in timm's layout (what timm and its hub save)."""
     if not path.is_file():
         raise UserError(f"--pretrained_path {path} does not exist; pass an existing weights file.")
-    model = timm.create_model(name, pretrained=False, num_classes=0)
+    model = timm.create_model(name, pretrained=False, **head_kwargs)
     try:
         # timm's reader: weights_only=True, .safetensors aware, unwraps "state_dict"/"model" keys
         # and DDP "module." prefixes.

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from imgcls_pipeline.core.training.arcface import ArcFace
+from imgcls_pipeline.core.errors import UserError
+from imgcls_pipeline.core.training.arcface import ArcFace, adacos_scale
 
 
 def reference_logits(x: np.ndarray, w: np.ndarray, labels: np.ndarray, s: float, m: float):
@@ -68,3 +69,62 @@ def test_gradients_reach_embeddings_and_weights():
     loss.backward()
     assert x.grad is not None and torch.isfinite(x.grad).all()
     assert head.weight.grad is not None and head.weight.grad.abs().sum() > 0
+
+
+def reference_subcenter_logits(x, w, labels, s, m, k):
+    """Sub-center ArcFace written out: a class's cosine is the largest over its k centres."""
+    x = x / np.linalg.norm(x, axis=1, keepdims=True)
+    w = w / np.linalg.norm(w, axis=1, keepdims=True)
+    n_classes = w.shape[0] // k
+    cos = np.empty((x.shape[0], n_classes))
+    for i in range(x.shape[0]):
+        for c in range(n_classes):
+            cos[i, c] = max(float(x[i] @ w[c * k + j]) for j in range(k))
+    logits = np.clip(cos, -1.0, 1.0)
+    for i, label in enumerate(labels):
+        theta = math.acos(logits[i, label])
+        if theta + m <= math.pi:
+            logits[i, label] = math.cos(theta + m)
+        else:
+            logits[i, label] = logits[i, label] - m * math.sin(m)
+    return s * logits
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_subcenters_match_the_formula(k):
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(40, 8))
+    labels = rng.integers(0, 5, 40)
+    head = ArcFace(8, 5, s=30.0, m=0.5, subcenters=k).double()
+    assert head.weight.shape == (5 * k, 8)
+    w = head.weight.detach().numpy()
+    got = head(torch.from_numpy(x), torch.from_numpy(labels)).detach().numpy()
+    assert got.shape == (40, 5)
+    np.testing.assert_allclose(
+        got, reference_subcenter_logits(x, w, labels, 30.0, 0.5, k), atol=1e-9
+    )
+
+
+def test_one_subcenter_is_plain_arcface_exactly():
+    torch.manual_seed(0)
+    plain = ArcFace(8, 5, s=30.0, m=0.5)
+    torch.manual_seed(0)
+    one = ArcFace(8, 5, s=30.0, m=0.5, subcenters=1)
+    x, labels = torch.randn(16, 8), torch.randint(0, 5, (16,))
+    assert torch.equal(one.weight, plain.weight)
+    assert torch.equal(one(x, labels), plain(x, labels))
+    # and the formula of today's ArcFace, so k=1 changes nothing
+    expected = reference_logits(
+        x.double().numpy(), one.weight.detach().double().numpy(), labels.numpy(), 30.0, 0.5
+    )
+    np.testing.assert_allclose(one(x, labels).detach().numpy(), expected, atol=1e-4)
+
+
+@pytest.mark.parametrize(("classes", "scale"), [(3, math.sqrt(2) * math.log(2)), (10, 3.1073)])
+def test_adacos_scale_is_sqrt2_ln_c_minus_1(classes, scale):
+    assert adacos_scale(classes) == pytest.approx(scale, abs=1e-4)
+
+
+def test_adacos_scale_refuses_fewer_than_three_classes():
+    with pytest.raises(UserError, match=r"^arcface_scale_mode adacos needs at least 3 classes"):
+        adacos_scale(2)

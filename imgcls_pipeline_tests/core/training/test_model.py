@@ -104,3 +104,29 @@ def test_load_embedding_model_refuses_foreign_and_corrupt_files(tmp_path):
     for name in ("random.pt", "foreign.pt", "truncated.pt", "absent.pt"):
         with pytest.raises(UserError, match=re.escape(name)):
             load_embedding_model(tmp_path / name, "cpu")
+
+
+def test_gem_model_pools_the_feature_map_into_unit_embeddings():
+    model = build_embedding_model(tiny_model_config(pooling="gem", gem_p=3.0)).eval()
+    x = torch.randn(2, 3, 64, 64)
+    feature_map = model.backbone(x)
+    assert feature_map.ndim == 4 and model.head.in_features == feature_map.shape[1]
+    out = model(x)
+    assert out.shape == (2, 32) and out.dtype == torch.float32
+    torch.testing.assert_close(out.norm(dim=1), torch.ones(2))
+    pooled = feature_map.clamp(min=1e-6).pow(3).mean(dim=(2, 3)).pow(1 / 3)
+    torch.testing.assert_close(out, torch.nn.functional.normalize(model.head(pooled)))
+
+
+def test_a_gem_model_round_trips_through_its_checkpoint(tmp_path):
+    config = tiny_config()
+    config.model.pooling, config.model.gem_p = "gem", 4.0
+    model = build_embedding_model(config.model).eval()
+    save_fake_checkpoint(tmp_path / "best_model.pt", model, config)
+    loaded, _ = load_embedding_model(tmp_path / "best_model.pt", "cpu")
+    images = torch.randn(2, 3, 64, 64)
+    torch.testing.assert_close(loaded(images), model(images))
+    # GeM has no weights: only the stored config tells the loader to pool this way
+    as_avg = build_embedding_model(tiny_model_config()).eval()
+    as_avg.load_state_dict(model.state_dict())
+    assert not torch.allclose(as_avg(images), model(images))

@@ -1,6 +1,7 @@
 import copy
 import dataclasses
 import itertools
+import math
 
 import numpy as np
 import pandas as pd
@@ -20,6 +21,7 @@ from imgcls_pipeline.core.training.loop import (
     _configure_backends,
     _select_device,
     apply_phase,
+    arcface_scale,
     checkpoint_payload,
     exact_recall_at_k,
     make_trainables,
@@ -28,7 +30,8 @@ from imgcls_pipeline.core.training.loop import (
     train,
     train_epoch,
 )
-from imgcls_pipeline.core.training.model import build_embedding_model
+from imgcls_pipeline.core.training.model import build_embedding_model, load_embedding_model
+from imgcls_pipeline.core.training.pooling import GeM
 from imgcls_pipeline.core.training.rng import seed_everything
 from imgcls_pipeline_tests.core.training.tiny_training import (
     cpu_hardware,
@@ -352,10 +355,12 @@ def test_run_state_survives_a_checkpoint_round_trip(tmp_path):
     assert fresh.scheduler.state_dict() == parts.scheduler.state_dict()
 
 
-def test_best_val_recall_is_what_evaluation_reports_for_best_model(tmp_path):
+@pytest.mark.parametrize("ema_decay", [None, 0.5])
+def test_best_val_recall_is_what_evaluation_reports_for_best_model(tmp_path, ema_decay):
     # 7 classes in 5 colours: classes 5 and 6 look like 0 and 1, so Recall@1 is not simply 1.
     data_dir, splits_dir = make_tiny_splits(tmp_path / "data", n_classes=7)
-    result = run((data_dir, splits_dir), tmp_path / "run", tiny_config(total_epochs=2))
+    config = tiny_config(total_epochs=2, ema_decay=ema_decay)
+    result = run((data_dir, splits_dir), tmp_path / "run", config)
     loaded = load_model(result.best_checkpoint, CPU)
     train_frame = pd.read_csv(splits_dir / "train.csv")
     val_frame = pd.read_csv(splits_dir / "val.csv")
@@ -364,3 +369,103 @@ def test_best_val_recall_is_what_evaluation_reports_for_best_model(tmp_path):
     evaluation = evaluate_split(val_frame, queries, build_index(gallery), train_frame)
     assert evaluation.metrics["recall@1"] == result.best_val_recall_at_1
     assert 0 < result.best_val_recall_at_1 < 1
+
+
+def test_sub_center_adacos_run_trains_k_centres_per_class_at_the_adacos_scale(tiny, tmp_path):
+    config = tiny_config(total_epochs=1)
+    config.model.arcface_subcenters = 3
+    config.model.arcface_scale_mode = "adacos"
+    assert arcface_scale(config.model, 3) == pytest.approx(math.sqrt(2) * math.log(2))
+    assert arcface_scale(tiny_config().model, 3) == 16.0  # fixed: arcface_s as given
+    run(tiny, tmp_path, config)
+    saved = ckpt.read_checkpoint(tmp_path / ckpt.LATEST)
+    assert saved["arcface"]["weight"].shape == (3 * 3, config.model.embedding_dim)
+    config.model.arcface_subcenters = 1
+    config.training.total_epochs = 2
+    with pytest.raises(UserError, match=r"arcface_subcenters differs.*3 -> 1.*--fresh"):
+        run(tiny, tmp_path, config)
+
+
+def test_head_lr_multiplier_gives_the_new_parts_their_own_rate():
+    config = tiny_config(head_lr_multiplier=10.0)
+    net = ArcFaceNet(build_embedding_model(config.model), ArcFace(32, 3))
+    optimizer = make_trainables(net, config.training, CPU, use_scaler=False).optimizer
+    backbone, new_parts = optimizer.param_groups
+    assert [backbone["lr"], new_parts["lr"]] == pytest.approx([1e-3, 1e-2])
+    assert {id(p) for p in backbone["params"]} == {id(p) for p in net.model.backbone.parameters()}
+    new_ids = {id(p) for p in new_parts["params"]}
+    assert new_ids == {id(net.model.head.weight), id(net.model.head.bias), id(net.arcface.weight)}
+    default = make_trainables(net, tiny_config().training, CPU, use_scaler=False).optimizer
+    assert len(default.param_groups) == 1 and default.param_groups[0]["lr"] == 1e-3
+
+
+def test_schedules_scale_both_groups_and_the_logged_lr_is_the_backbones(tiny, tmp_path):
+    config = tiny_config(total_epochs=3, head_lr_multiplier=10.0, cosine_t0=4)
+    run(tiny, tmp_path, config)
+    saved = ckpt.read_checkpoint(tmp_path / ckpt.LATEST)
+    lrs = [row["lr"] for row in saved["history"]]
+    # cosine over T_0=4 epochs, stepped once per epoch, from the backbone's 1e-3
+    expected = [1e-3 * (1 + math.cos(math.pi * e / 4)) / 2 for e in range(4)]
+    assert lrs == pytest.approx(expected[:3])
+    backbone, new_parts = saved["optimizer"]["param_groups"]
+    assert backbone["lr"] == pytest.approx(expected[3])
+    assert new_parts["lr"] == pytest.approx(10 * expected[3])
+
+
+def test_gem_pooling_trains_and_its_best_model_is_rebuilt_with_gem(tiny, tmp_path):
+    config = tiny_config(total_epochs=1)
+    config.model.pooling = "gem"
+    result = run(tiny, tmp_path, config)
+    model, checkpoint = load_embedding_model(result.best_checkpoint, CPU)
+    assert isinstance(model.pool, GeM) and checkpoint["config"]["model"]["pooling"] == "gem"
+    config.model.pooling, config.training.total_epochs = "avg", 2
+    with pytest.raises(UserError, match=r"pooling differs.*'gem' -> 'avg'.*--fresh"):
+        run(tiny, tmp_path, config)
+
+
+def test_ema_follows_each_optimiser_step_with_the_decay():
+    decay = 0.75
+    config = tiny_config(warmup_epochs=0, ema_decay=decay)
+    parts = trainables(config, seed=0)
+    model = parts.net.model
+    snapshots = [{k: v.double().clone() for k, v in model.state_dict().items()}]
+
+    def update_and_record() -> None:
+        parts.ema.update(model)
+        snapshots.append({k: v.double().clone() for k, v in model.state_dict().items()})
+
+    batch = (torch.randn(6, 3, 64, 64), torch.tensor([0, 0, 1, 1, 2, 2]))
+    train_epoch(
+        parts.net.train(), [batch] * 3, parts.optimizer, parts.scaler, device=CPU,
+        accum_steps=1, amp_dtype=None, after_step=update_and_record,
+    )  # fmt: skip
+    assert len(snapshots) == 4  # the initial weights and one per optimiser step
+    ema = parts.ema.module.state_dict()
+    for name, value in ema.items():
+        if not value.is_floating_point():
+            continue
+        # e_0 = w_0, e_t = d·e_(t-1) + (1 − d)·w_t
+        expected = snapshots[0][name]
+        for weights in snapshots[1:]:
+            expected = decay * expected + (1 - decay) * weights[name]
+        torch.testing.assert_close(value.double(), expected, atol=1e-6, rtol=1e-5)
+    assert not torch.equal(ema["head.weight"], model.state_dict()["head.weight"])
+
+
+def test_ema_run_saves_the_averaged_weights_and_resumes_exactly(tiny, tmp_path):
+    straight = run(tiny, tmp_path / "straight", tiny_config(total_epochs=4, ema_decay=0.6))
+    run(tiny, tmp_path / "resumed", tiny_config(total_epochs=2, ema_decay=0.6))
+    resumed = run(tiny, tmp_path / "resumed", tiny_config(total_epochs=4, ema_decay=0.6))
+
+    a = ckpt.read_checkpoint(tmp_path / "straight" / ckpt.LATEST)
+    b = ckpt.read_checkpoint(tmp_path / "resumed" / ckpt.LATEST)
+    for part in ("model", "trained_model", "arcface"):
+        for name, value in a[part].items():
+            torch.testing.assert_close(b[part][name], value)
+    torch.testing.assert_close(b["optimizer"]["state"], a["optimizer"]["state"])
+    assert untimed(b["history"]) == untimed(a["history"])
+    assert untimed([resumed.final_metrics]) == untimed([straight.final_metrics])
+    # "model" is the average, not the optimiser's weights; best_model.pt holds the average only
+    assert not torch.equal(a["model"]["head.weight"], a["trained_model"]["head.weight"])
+    best = ckpt.read_checkpoint(tmp_path / "straight" / ckpt.BEST)
+    assert "trained_model" not in best and best["epoch"] == straight.best_epoch
