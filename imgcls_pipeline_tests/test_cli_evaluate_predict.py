@@ -61,3 +61,38 @@ def test_predict_takes_its_default_checkpoint_from_the_checkpoint_folder(
 def test_evaluate_names_the_splits_it_can_evaluate(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["evaluate", "--split", "train"]) == 2
     assert one_error_line(capsys) == "error: --split must be one of val, test, not 'train'."
+
+
+@pytest.mark.parametrize("gallery_tta", [False, True])
+def test_predict_embeds_queries_as_the_gallery_was_embedded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gallery_tta: bool
+) -> None:
+    from imgcls_pipeline.cli import predict
+
+    frame = pd.DataFrame({"image_path": ["a/1.jpg"], "class_name": ["a"], "object_id": ["1"]})
+    folder = tmp_path / "index"
+    search.save_index(
+        search.build_index(np.eye(1, 8, dtype=np.float32)),
+        frame,
+        folder,
+        checkpoint="x/best_model.pt",
+        checkpoint_sha256="ab" * 32,
+        index_type="flat",
+        flip_tta=gallery_tta,
+    )
+    (tmp_path / "photo.jpg").write_bytes(b"")
+    seen = {}
+    monkeypatch.setattr(predict, "load_model", lambda checkpoint: None)
+    monkeypatch.setattr(predict, "classify", lambda *args, **kwargs: seen.update(kwargs) or [])
+    # --flip_tta says the opposite of the index: the index wins, or distances would be skewed.
+    flag = "false" if gallery_tta else "true"
+    tokens = [
+        "predict",
+        "--index_dir",
+        str(folder),
+        "--flip_tta",
+        flag,
+        str(tmp_path / "photo.jpg"),
+    ]
+    assert main(tokens) == 0
+    assert seen["flip_tta"] is gallery_tta

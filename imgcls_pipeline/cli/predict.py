@@ -11,7 +11,12 @@ from typing import Any
 from imgcls_pipeline.cli.flags import read_command_line
 from imgcls_pipeline.core.errors import UserError
 from imgcls_pipeline.core.folders import Folders
-from imgcls_pipeline.core.search.index import FOLDER, check_index_matches, load_index
+from imgcls_pipeline.core.search.index import (
+    FOLDER,
+    check_index_matches,
+    gallery_flip_tta,
+    load_index,
+)
 from imgcls_pipeline.core.search.inference import classify, expand_inputs, load_model
 from imgcls_pipeline.core.search.predictions_store import (
     check_output_path,
@@ -45,7 +50,8 @@ def run(command: str, tokens: Sequence[str]) -> int:
         gallery,
         inputs,
         top_k=config.evaluation.top_k,
-        flip_tta=config.evaluation.flip_tta,
+        # Queries are embedded as the gallery was, whatever --flip_tta says: the index decides.
+        flip_tta=gallery_flip_tta(index_dir),
         rerank=config.evaluation,
     )
     rows = prediction_rows(predictions)

@@ -122,6 +122,7 @@ def faiss_index(
         checkpoint=built_from.checkpoint,
         checkpoint_sha256=built_from.inputs["checkpoint_sha256"],
         index_type=config.index_type,
+        flip_tta=built_from.inputs.get("flip_tta") == "true",
     )
     context.log.info(f"Indexed {index.ntotal} gallery images ({config.index_type}).")
     return dg.MaterializeResult(

@@ -161,8 +161,10 @@ def save_index(
     checkpoint: str,
     checkpoint_sha256: str,
     index_type: IndexType,
+    flip_tta: bool = False,
 ) -> None:
-    """Write the bundle, each file atomically, ``info.json`` last."""
+    """Write the bundle, each file atomically, ``info.json`` last. ``flip_tta`` records that the
+    gallery was embedded with flip test-time augmentation (queries must then be too)."""
     if len(gallery_frame) != index.ntotal:
         raise ValueError(f"{len(gallery_frame)} gallery rows for {index.ntotal} index vectors")
     folder = Path(folder)
@@ -178,7 +180,15 @@ def save_index(
         "index_type": index_type,
         "rows": int(index.ntotal),
     }
+    if flip_tta:  # absent when off, so an index saved before the setting existed reads the same
+        info["flip_tta"] = True
     write_text_atomic(folder / INFO_FILE, json.dumps(info, indent=2))
+
+
+def gallery_flip_tta(folder: str | os.PathLike[str]) -> bool:
+    """Whether the bundle's gallery was embedded with flip test-time augmentation: a query is
+    only comparable with it when embedded the same way."""
+    return bool(read_index_info(folder).get("flip_tta", False))
 
 
 def read_index_info(folder: str | os.PathLike[str]) -> dict[str, Any]:

@@ -237,3 +237,21 @@ def test_an_index_without_info_cannot_be_checked_and_is_used(tmp_path):
     (folder / "info.json").unlink()
     (tmp_path / "b.pt").write_bytes(b"weights B")
     search.check_index_matches(folder, tmp_path / "b.pt")
+
+
+def test_the_index_records_whether_its_gallery_was_flip_augmented(tmp_path):
+    index = search.build_index(clustered(np.random.default_rng(0), 6))
+    save(index, gallery_frame(6), tmp_path / "plain")
+    assert "flip_tta" not in search.read_index_info(tmp_path / "plain")  # same bytes as before
+    assert search.gallery_flip_tta(tmp_path / "plain") is False
+    search.save_index(
+        index,
+        gallery_frame(6),
+        tmp_path / "tta",
+        checkpoint="checkpoints/best_model.pt",
+        checkpoint_sha256="ab" * 32,
+        index_type="flat",
+        flip_tta=True,
+    )
+    assert search.gallery_flip_tta(tmp_path / "tta") is True
+    assert search.gallery_flip_tta(tmp_path / "no_index_yet") is False
