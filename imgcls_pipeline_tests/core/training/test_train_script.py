@@ -27,8 +27,8 @@ def tiny(tmp_path_factory):
 
 def script_args(tiny, folder: Path, config) -> list[str]:
     folder.mkdir(parents=True, exist_ok=True)
-    config.write_json(folder / "config.json")
-    cpu_hardware().write_json(folder / "hardware.json")
+    (folder / "config.json").write_text(json.dumps(config.to_dict()))
+    (folder / "hardware.json").write_text(json.dumps(cpu_hardware().to_dict()))
     data_dir, splits_dir = tiny
     return [
         "--config-json", str(folder / "config.json"),
