@@ -87,10 +87,9 @@ def test_every_asset_materialized_with_its_files(pipeline: Path) -> None:
             assert key in report
 
 
-@pytest.mark.slow
-def test_evaluate_command_matches_the_asset(pipeline: Path, capsys) -> None:
-    output = pipeline / "eval_val.json"
-    code = main(
+def evaluate_command(pipeline: Path, output: Path, *flags: str) -> int:
+    """``imgcls evaluate`` of the pipeline's best model on val, top_k 5, report to ``output``."""
+    return main(
         [
             "evaluate",
             "--checkpoint",
@@ -105,8 +104,15 @@ def test_evaluate_command_matches_the_asset(pipeline: Path, capsys) -> None:
             str(output),
             "--top_k",
             "5",
+            *flags,
         ]
     )
+
+
+@pytest.mark.slow
+def test_evaluate_command_matches_the_asset(pipeline: Path, capsys) -> None:
+    output = pipeline / "eval_val.json"
+    code = evaluate_command(pipeline, output)
     assert code == 0
     assert "| recall@1 |" in capsys.readouterr().out
     mine = json.loads(output.read_text())
@@ -126,22 +132,7 @@ def test_evaluate_applies_flip_tta_and_rerank_as_the_core_does(pipeline: Path, c
     checkpoint = pipeline / "checkpoints" / "best_model.pt"
     output = pipeline / "eval_val_tta_rerank.json"
     flags = ["--flip_tta", "true", "--rerank", "dba_alpha_qe", "--rerank_k", "2"]
-    code = main(
-        [
-            "evaluate",
-            "--checkpoint",
-            str(checkpoint),
-            "--data_dir",
-            str(pipeline / "data"),
-            "--splits_dir",
-            str(pipeline / "splits"),
-            "--output",
-            str(output),
-            "--top_k",
-            "5",
-            *flags,
-        ]
-    )
+    code = evaluate_command(pipeline, output, *flags)
     assert code == 0
     loaded = load_model(checkpoint)
     gallery, queries = (read_split(pipeline / "splits", s) for s in ("train", "val"))
