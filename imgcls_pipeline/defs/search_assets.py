@@ -148,6 +148,7 @@ def evaluation(
 ) -> dg.MaterializeResult:
     from imgcls_pipeline.core.search.evaluation import evaluate_split
     from imgcls_pipeline.core.search.index import FOLDER, load_index
+    from imgcls_pipeline.core.search.rerank import Reranker
     from imgcls_pipeline.core.search.report import (
         confusion_matrix_png,
         png_markdown,
@@ -155,6 +156,7 @@ def evaluation(
     )
 
     index, gallery = load_index(paths.artifacts / FOLDER)
+    reranker = Reranker.build(index, config)  # once: dba_alpha_qe augments the whole gallery
     metadata: dict = {}
     for split in config.eval_splits:
         queries = read_split(paths.splits, split)
@@ -174,7 +176,7 @@ def evaluation(
             gallery,
             recall_k_values=config.recall_k_values,
             top_k=config.top_k,
-            rerank=config,
+            rerank=reranker,
         )
         evaluation_store.write_evaluation(
             paths.artifacts / evaluation_store.FOLDER,

@@ -52,13 +52,14 @@ def evaluate_split(
     recall_k_values: Sequence[int] = (1, 5),
     top_k: int = 20,
     worst: int = 8,
-    rerank: RerankSettings | None = None,
+    rerank: RerankSettings | Reranker | None = None,
 ) -> SplitEvaluation:
     """Metrics of ``queries`` (rows of a split table, with their embeddings) against the index,
-    re-ranked as ``rerank`` says (see ``rerank.py``; None or "none": plain search)."""
+    re-ranked as ``rerank`` says (see ``rerank.py``; None or "none": plain search). Pass a built
+    ``Reranker`` to evaluate several splits without augmenting the gallery again for each."""
     if len(query_vectors) != len(queries):
         raise ValueError("one embedding per query row is required")
-    reranker = Reranker.build(index, rerank)
+    reranker = rerank if isinstance(rerank, Reranker) else Reranker.build(index, rerank)
     index, query_vectors = reranker.index, reranker.queries(query_vectors)
     gallery_labels = gallery["class_name"].tolist()
     depth = search_depth(gallery_labels, recall_k_values, top_k)

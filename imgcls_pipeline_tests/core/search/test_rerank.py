@@ -108,3 +108,24 @@ def test_query_expansion_recovers_a_query_whose_nearest_photo_is_of_another_clas
         queries, query, index, frame, recall_k_values=[1], top_k=1, rerank=settings
     )
     assert plain.metrics["recall@1"] == 0.0 and expanded.metrics["recall@1"] == 1.0
+
+
+def test_a_reranker_built_once_evaluates_as_its_settings_do(monkeypatch):
+    rng = np.random.default_rng(3)
+    gallery_vectors, query_vectors = unit_rows(rng, 40), unit_rows(rng, 12)
+    index = build_index(gallery_vectors)
+    gallery = pd.DataFrame(
+        {"image_path": [f"g{i}" for i in range(40)], "class_name": list("abcd") * 10}
+    )
+    queries = pd.DataFrame(
+        {"image_path": [f"q{i}" for i in range(12)], "class_name": list("abcd") * 3}
+    )
+    settings = RerankSettings(rerank="dba_alpha_qe", rerank_k=2)
+    from_settings = evaluate_split(queries, query_vectors, index, gallery, rerank=settings)
+    reranker = Reranker.build(index, settings)
+    builds = []
+    monkeypatch.setattr(Reranker, "build", lambda *args: builds.append(args))
+    for _ in range(2):  # two splits, one gallery augmentation
+        built_once = evaluate_split(queries, query_vectors, index, gallery, rerank=reranker)
+        assert built_once.metrics == from_settings.metrics
+    assert builds == []
