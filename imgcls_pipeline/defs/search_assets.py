@@ -148,12 +148,12 @@ def evaluation(
 ) -> dg.MaterializeResult:
     from imgcls_pipeline.core.search.evaluation import evaluate_split
     from imgcls_pipeline.core.search.index import FOLDER, load_index
-    from imgcls_pipeline.core.search.rerank import Reranker
     from imgcls_pipeline.core.search.report import (
         confusion_matrix_png,
         png_markdown,
         worst_queries_png,
     )
+    from imgcls_pipeline.core.search.rerank import Reranker
 
     index, gallery = load_index(paths.artifacts / FOLDER)
     reranker = Reranker.build(index, config)  # once: dba_alpha_qe augments the whole gallery
