@@ -74,6 +74,7 @@ from PIL import Image
 from torch import nn
 from torchvision.transforms import v2
 
+from imgcls_pipeline.core.data.split_files import read_split
 from imgcls_pipeline.core.search.inference import embed_frame, load_model
 from imgcls_pipeline.core.search.metrics import (
     average_precision_at_r,
@@ -321,7 +322,7 @@ def project_scores(
 
 def read_splits(splits: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """train (the gallery) and test (the queries) of the project's split files."""
-    return tuple(pd.read_csv(splits / f"{name}.csv", dtype=str) for name in ("train", "test"))
+    return read_split(splits, "train"), read_split(splits, "test")
 
 
 # --- the run ---
