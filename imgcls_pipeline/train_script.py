@@ -20,20 +20,22 @@ import argparse
 import os
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import torch
 from dagster_pipes import PipesContext, PipesEnvVarParamsLoader, open_dagster_pipes
 from tqdm import tqdm
 
-from imgcls_pipeline.core.errors import UserError
+from imgcls_pipeline.core.errors import UserError, describe
 from imgcls_pipeline.core.hardware import (
     HardwareSettings,
     detect_device_props,
     resolve_hardware,
 )
+from imgcls_pipeline.core.search.report_files import write_epoch_files, write_training_files
 from imgcls_pipeline.core.settings import PipelineConfig
 from imgcls_pipeline.core.training import distributed
 from imgcls_pipeline.core.training.loop import TrainResult, train
@@ -59,13 +61,15 @@ def main(argv: list[str] | None = None) -> int:
                     splits_dir=args.splits_dir,
                     checkpoint_dir=args.checkpoint_dir,
                     hardware=hardware,
-                    on_epoch_end=pipes.report_custom_message if pipes else None,
+                    on_epoch_end=_epoch_reporter(pipes, args.checkpoint_dir, log),
                     log=log,
                     should_stop=stop,
                     progress=args.progress,
                 )
                 if stop.signal_name and info.is_main:
                     log(f"{stop.signal_name} received: stopped cleanly.")
+                if info.is_main and not result.interrupted:
+                    _write_result_files(args, config, hardware, log)
                 if pipes and not result.interrupted:
                     pipes.report_asset_materialization(metadata=materialization_metadata(result))
         finally:
@@ -93,6 +97,48 @@ def _logger(pipes: PipesContext | None, echo: bool):
         tqdm.write(message)
 
     return both
+
+
+def _epoch_reporter(
+    pipes: PipesContext | None, checkpoint_dir: str, log: Callable[[str], None]
+) -> Callable[[dict[str, Any]], None]:
+    """After each epoch (rank 0): the metrics row to Dagster, results.csv and the curve to disk."""
+
+    def on_epoch_end(row: dict[str, Any]) -> None:
+        if pipes is not None:
+            pipes.report_custom_message(row)
+        _unless_it_fails(log, "the training curve", lambda: write_epoch_files(checkpoint_dir))
+
+    return on_epoch_end
+
+
+def _write_result_files(
+    args: argparse.Namespace,
+    config: PipelineConfig,
+    hardware: HardwareSettings,
+    log: Callable[[str], None],
+) -> None:
+    def write() -> None:
+        figures = write_training_files(
+            args.checkpoint_dir,
+            args.data_dir,
+            args.splits_dir,
+            config,
+            device=torch.device(hardware.device),
+            num_workers=hardware.num_workers,
+        )
+        names = ", ".join(path.name for path in figures.paths.values())
+        log(f"Results in {args.checkpoint_dir}: results.csv, {names}")
+
+    _unless_it_fails(log, "the result figures", write)
+
+
+def _unless_it_fails(log: Callable[[str], None], what: str, write: Callable[[], object]) -> None:
+    """Figures are for looking at: one that cannot be drawn must not fail a finished training."""
+    try:
+        write()
+    except Exception as err:  # any drawing or reading error; the checkpoints are already saved
+        log(f"Could not write {what}: {describe(err)}")
 
 
 def materialization_metadata(result: TrainResult) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from imgcls_pipeline.core.data.groups import IdGroups
 from imgcls_pipeline.core.data.split_files import read_excluded, read_split
 from imgcls_pipeline.core.data.splitting import SPLITS, share_deviations
 from imgcls_pipeline.defs.data_assets import SplitResult, splits
-from imgcls_pipeline.defs.markdown import frame_markdown
+from imgcls_pipeline.defs.metadata import frame_table, rounded, table
 from imgcls_pipeline.defs.resources import PipelinePaths
 
 SHARE_TOLERANCE = 0.10  # absolute difference between a split's share of a class's IDs and its ratio
@@ -47,8 +47,8 @@ def split_shares_near_ratios(splits: SplitResult) -> dg.AssetCheckResult:
         metadata={
             "classes_judged": len(deviations),
             "classes_off_ratio": len(off),
-            "largest_deviation": float(worst.max()) if len(worst) else 0.0,
-            "off_ratio": dg.MetadataValue.md(frame_markdown(off.round(3))),
+            "largest_deviation": rounded(float(worst.max())) if len(worst) else 0.0,
+            "off_ratio": frame_table(off.rename_axis("class_name")),
         },
     )
 
@@ -79,7 +79,7 @@ def every_usable_photo_in_one_split(
             "files": len(manifest_paths),
             "in_splits": len(in_splits),
             "excluded": len(excluded),
-            "problems": dg.MetadataValue.md("\n".join(f"- {p}" for p in problems) or "none"),
+            "problems": table([{"problem": p} for p in problems], ["problem"]),
         },
     )
 

@@ -22,6 +22,8 @@ def frame_markdown(frame: pd.DataFrame, index: bool = True, max_rows: int = 200)
 
 
 def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}" if abs(value) >= 1e4 else f"{round(value, 4):g}"
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 

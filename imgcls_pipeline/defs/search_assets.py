@@ -16,6 +16,7 @@ from imgcls_pipeline.core.training.checkpoint import BEST
 from imgcls_pipeline.defs.data_assets import splits
 from imgcls_pipeline.defs.gpu import GpuResource
 from imgcls_pipeline.defs.resources import PipelinePaths
+from imgcls_pipeline.defs.result_metadata import evaluation_metadata, floor_check_metadata
 from imgcls_pipeline.defs.run_config import (
     EmbeddingsConfig,
     EvaluationRunConfig,
@@ -148,11 +149,7 @@ def evaluation(
 ) -> dg.MaterializeResult:
     from imgcls_pipeline.core.search.evaluation import evaluate_split
     from imgcls_pipeline.core.search.index import FOLDER, load_index
-    from imgcls_pipeline.core.search.report import (
-        confusion_matrix_png,
-        png_markdown,
-        worst_queries_png,
-    )
+    from imgcls_pipeline.core.search.report_files import write_evaluation_files
     from imgcls_pipeline.core.search.rerank import Reranker
 
     index, gallery = load_index(paths.artifacts / FOLDER)
@@ -178,29 +175,17 @@ def evaluation(
             top_k=config.top_k,
             rerank=reranker,
         )
-        evaluation_store.write_evaluation(
+        report_path = evaluation_store.write_evaluation(
             paths.artifacts / evaluation_store.FOLDER,
             split,
             result.metrics,
             min_val_recall_at_1=config.min_val_recall_at_1,
         )
+        report = evaluation_store.read_evaluation(report_path.parent, split) or result.metrics
+        files = write_evaluation_files(report_path, report, result.worst_rows, paths.data)
         summary = ", ".join(f"{k} {result.metrics[k]:.4f}" for k in result.headline_keys)
-        context.log.info(f"{split}: {summary}")
-        metadata[f"{split}/metrics"] = dg.MetadataValue.md(
-            evaluation_store.metrics_markdown_table(result.metrics)
-        )
-        for key in result.headline_keys:
-            metadata[f"{split}/{key}"] = float(result.metrics[key])
-        metadata[f"{split}/confusion_matrix"] = dg.MetadataValue.md(
-            png_markdown(
-                confusion_matrix_png(result.metrics["confusion_matrix"], result.metrics["classes"]),
-                f"{split} confusion matrix",
-            )
-        )
-        if result.worst_rows:
-            metadata[f"{split}/worst_queries"] = dg.MetadataValue.md(
-                png_markdown(worst_queries_png(result.worst_rows, paths.data), "worst queries")
-            )
+        context.log.info(f"{split}: {summary}; report {files.html}")
+        metadata.update(evaluation_metadata(split, result, files))
     return dg.MaterializeResult(metadata=metadata)
 
 
@@ -219,5 +204,7 @@ def val_recall_at_1_floor(paths: PipelinePaths) -> dg.AssetCheckResult:
     floor = float(report.get("settings", {}).get("min_val_recall_at_1", 0.0))
     value = float(report["recall@1"])
     return dg.AssetCheckResult(
-        passed=value >= floor, metadata={"val_recall@1": value, "floor": floor}
+        passed=value >= floor,
+        description=f"val Recall@1 {value:.4f}, floor {floor:g}",
+        metadata=floor_check_metadata(value, floor),
     )

@@ -10,10 +10,10 @@ import dagster as dg
 from dagster._core.errors import DagsterPipesExecutionError
 
 from imgcls_pipeline.core.errors import UserError
-from imgcls_pipeline.core.training import checkpoint as ckpt
 from imgcls_pipeline.defs.data_assets import splits
 from imgcls_pipeline.defs.gpu import GpuResource
 from imgcls_pipeline.defs.resources import PipelinePaths
+from imgcls_pipeline.defs.result_metadata import training_metadata
 from imgcls_pipeline.defs.run_config import TrainedCheckpointConfig
 
 # Dagster 1.13's own Pipes client calls a "preview" API internally; nothing for a user to act on.
@@ -95,21 +95,9 @@ def trained_checkpoint(
                 raise UserError(error_file.read_text(encoding="utf-8").strip()) from None
             raise
     result = invocation.get_materialize_result()
-    metadata = dict(result.metadata or {})
     # The script reports the settings it trained with (hardware JSON, precision, device).
-    metadata["gpu_count"] = gpu.gpu_count
-    from imgcls_pipeline.core.search.report import (  # matplotlib: lazily
-        png_markdown,
-        training_curve_png,
-    )
-
-    history = ckpt.read_metrics(paths.checkpoints)
-    if not history.empty:
-        metadata["training_curve"] = dg.MetadataValue.md(
-            png_markdown(training_curve_png(history), "training curve")
-        )
-    metadata["checkpoint"] = dg.MetadataValue.path(str(paths.checkpoints / ckpt.BEST))
-    return dg.MaterializeResult(metadata=metadata)
+    reported = {**(result.metadata or {}), "gpu_count": gpu.gpu_count}
+    return dg.MaterializeResult(metadata=training_metadata(reported, paths.checkpoints))
 
 
 def pipes_client() -> dg.PipesSubprocessClient:

@@ -58,28 +58,68 @@ def read_evaluation(folder: str | os.PathLike[str], split: str) -> dict[str, Any
     return read_json_object(path, what="evaluation report", remedy=remedy)
 
 
+def scalar_metrics(metrics: Mapping[str, Any]) -> dict[str, float | int | None]:
+    """The single-number metrics (recall@K, accuracy, map@r, counts), in the report's order."""
+    return {
+        key: value
+        for key, value in metrics.items()
+        if not isinstance(value, bool) and isinstance(value, int | float | None)
+    }
+
+
+def per_class_rows(metrics: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One row per class (class, queries, accuracy, recall@1), worst accuracy first."""
+    per_class = metrics.get("per_class") or {}
+    worst = sorted(per_class.items(), key=lambda item: (item[1]["accuracy"], item[0]))
+    return [
+        {
+            "class": name,
+            "queries": result["count"],
+            "accuracy": result["accuracy"],
+            "recall@1": result["recall@1"],
+        }
+        for name, result in worst
+    ]
+
+
+def most_confused(metrics: Mapping[str, Any], count: int = 10) -> list[dict[str, Any]]:
+    """The ``count`` largest off-diagonal cells of the confusion matrix: which true class is most
+    often predicted as which other class, with that count's share of the true class's queries."""
+    matrix = metrics.get("confusion_matrix") or []
+    classes = metrics.get("classes") or []
+    cells = []
+    for row, counts in enumerate(matrix):
+        total = sum(counts)
+        for col, n in enumerate(counts):
+            if row != col and n > 0:
+                cells.append((n, classes[row], classes[col], n / total))
+    cells.sort(key=lambda cell: (-cell[0], str(cell[1]), str(cell[2])))
+    return [
+        {"true_class": true, "predicted_class": predicted, "queries": n, "share": share}
+        for n, true, predicted, share in cells[:count]
+    ]
+
+
 def metrics_markdown_table(metrics: Mapping[str, Any]) -> str:
     """The scalar metrics as one table, then per-class results, worst classes first."""
     lines = ["| metric | value |", "|---|---|"]
-    for key, value in metrics.items():
-        if isinstance(value, bool) or not isinstance(value, int | float | None):
-            continue
-        lines.append(f"| {key} | {_format(value)} |")
-    per_class = metrics.get("per_class") or {}
-    if per_class:
+    for key, value in scalar_metrics(metrics).items():
+        lines.append(f"| {key} | {format_number(value)} |")
+    rows = per_class_rows(metrics)
+    if rows:
         lines += ["", "| class | queries | accuracy | recall@1 |", "|---|---|---|---|"]
-        worst = sorted(per_class.items(), key=lambda item: (item[1]["accuracy"], item[0]))
-        for name, result in worst[:PER_CLASS_TABLE_ROWS]:
+        for row in rows[:PER_CLASS_TABLE_ROWS]:
             lines.append(
-                f"| {name.replace('|', '/')} | {result['count']} | "
-                f"{_format(result['accuracy'])} | {_format(result['recall@1'])} |"
+                f"| {str(row['class']).replace('|', '/')} | {row['queries']} | "
+                f"{format_number(row['accuracy'])} | {format_number(row['recall@1'])} |"
             )
-        if len(worst) > PER_CLASS_TABLE_ROWS:
-            lines.append(f"\n{len(worst) - PER_CLASS_TABLE_ROWS} more classes not shown.")
+        if len(rows) > PER_CLASS_TABLE_ROWS:
+            lines.append(f"\n{len(rows) - PER_CLASS_TABLE_ROWS} more classes not shown.")
     return "\n".join(lines)
 
 
-def _format(value: float | int | None) -> str:
+def format_number(value: float | int | None) -> str:
+    """Counts as written, rates to 4 decimals, a missing metric (e.g. no MAP@R) as n/a."""
     if value is None:
         return "n/a"
     return str(value) if isinstance(value, int) else f"{value:.4f}"

@@ -1,13 +1,12 @@
-"""What a user sees of an evaluation: PNG figures (the metrics table is ``evaluation_store``'s).
+"""What a user sees of a training or an evaluation: PNG figures (the metrics tables are
+``evaluation_store``'s; ``report_files`` writes the figures to disk).
 
 Figures are drawn on matplotlib ``Figure`` objects (Agg canvas, no pyplot global state, safe in
-threads) or with Pillow, and returned as PNG bytes. Dagster 1.13 has no image metadata type, so
-``png_markdown`` embeds a PNG in markdown as a base64 data URI.
+threads) or with Pillow, and returned as PNG bytes.
 """
 
 from __future__ import annotations
 
-import base64
 import io
 import os
 from collections.abc import Mapping, Sequence
@@ -16,7 +15,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from PIL import Image, ImageDraw, ImageFont
 
 from imgcls_pipeline.core.data.images import load_rgb
@@ -36,12 +37,6 @@ def _png(fig: Figure) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     return buffer.getvalue()
-
-
-def png_markdown(png_bytes: bytes, alt: str) -> str:
-    """Markdown image with the PNG inlined as a data URI."""
-    label = alt.replace("[", "(").replace("]", ")")
-    return f"![{label}](data:image/png;base64,{base64.b64encode(png_bytes).decode('ascii')})"
 
 
 def confusion_matrix_png(
@@ -85,10 +80,12 @@ def training_curve_png(metrics_frame: pd.DataFrame) -> bytes:
 
 
 def training_curve_figure(metrics_frame: pd.DataFrame) -> Figure:
-    """Train loss and validation Recall@K per epoch, from the training ``metrics.csv``;
-    a dashed line marks where the phase (warm-up → fine-tune) changes."""
-    fig = Figure(figsize=(10, 4), dpi=100, layout="constrained")
-    loss_ax, recall_ax = fig.subplots(1, 2, sharex=True)
+    """Train loss, validation Recall@K, and the learning rate with the ArcFace margin, per epoch,
+    from the training ``metrics.csv``; a dashed line marks where the phase (warm-up → fine-tune)
+    changes. The learning rate is the backbone's (the head's is ``head_lr_multiplier`` times it)
+    at the start of the epoch."""
+    fig = Figure(figsize=(15, 4), dpi=100, layout="constrained")
+    loss_ax, recall_ax, lr_ax = fig.subplots(1, 3, sharex=True)
     if metrics_frame.empty:
         loss_ax.text(0.5, 0.5, "no epochs yet", ha="center", va="center")
         return fig
@@ -100,19 +97,40 @@ def training_curve_figure(metrics_frame: pd.DataFrame) -> Figure:
         recall_ax.plot(epochs, values, marker=".", label=column.removeprefix("val_"))
     recall_ax.set_title("validation")
     recall_ax.set_ylim(0, 1.02)
+    _plot_schedule(lr_ax, epochs, metrics_frame)
     if "phase" in metrics_frame:
         phase = metrics_frame["phase"]
         changed = phase.ne(phase.shift())
         changed.iloc[0] = False
         for epoch, name in zip(epochs[changed], phase[changed], strict=True):
-            for ax in (loss_ax, recall_ax):
+            for ax in (loss_ax, recall_ax, lr_ax):
                 ax.axvline(epoch - 0.5, color="grey", linestyle="--", linewidth=1, label=name)
     if recall_ax.has_data():
         recall_ax.legend(loc="lower right")
-    for ax in (loss_ax, recall_ax):
+    for ax in (loss_ax, recall_ax, lr_ax):
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     return fig
+
+
+def _plot_schedule(ax: Axes, epochs: pd.Series, metrics_frame: pd.DataFrame) -> None:
+    """The learning rate on ``ax``; the margin, whose scale differs, on a second y axis."""
+    ax.set_title("learning rate and margin")
+    if "lr" in metrics_frame:
+        lr = pd.to_numeric(metrics_frame["lr"], errors="coerce")
+        ax.plot(epochs, lr, marker=".", color="tab:purple", label="learning rate")
+        ax.set_ylabel("learning rate")
+        ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
+    if "margin" in metrics_frame:
+        margin_ax = ax.twinx()
+        margin = pd.to_numeric(metrics_frame["margin"], errors="coerce")
+        margin_ax.step(epochs, margin, where="mid", color="tab:orange", label="margin")
+        margin_ax.set_ylabel("ArcFace margin")
+        top = margin.max(skipna=True)
+        margin_ax.set_ylim(0, max(float(top) if pd.notna(top) else 0.0, 0.1) * 1.15)
+        handles = ax.get_lines() + margin_ax.get_lines()
+        ax.legend(handles, [h.get_label() for h in handles], loc="upper right")
 
 
 def worst_queries_png(

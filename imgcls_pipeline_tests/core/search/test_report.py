@@ -1,8 +1,6 @@
 from __future__ import annotations
 
-import base64
 import io
-import re
 
 import numpy as np
 import pandas as pd
@@ -17,16 +15,6 @@ def decode(png: bytes) -> Image.Image:
     assert image.format == "PNG"
     image.load()
     return image
-
-
-def test_png_markdown_embeds_the_png_as_a_data_uri():
-    png = report.confusion_matrix_png([[3, 1], [0, 4]], ["cat", "dog"])
-    markdown = report.png_markdown(png, "val [confusion] matrix")
-    match = re.fullmatch(r"!\[(.*)\]\(data:image/png;base64,([A-Za-z0-9+/=]+)\)", markdown)
-    assert match is not None
-    assert match.group(1) == "val (confusion) matrix"  # brackets would end the alt text early
-    assert base64.b64decode(match.group(2)) == png
-    decode(png)
 
 
 def tick_labels(axis) -> list[str]:
@@ -85,6 +73,29 @@ def test_training_curve_plots_loss_recall_and_the_phase_change():
         "finetune",
     ]
     decode(report.training_curve_png(frame))
+
+
+def test_training_curve_draws_the_learning_rate_and_the_margin_schedule():
+    frame = pd.DataFrame(
+        {
+            "epoch": [1, 2, 3],
+            "phase": ["warmup", "finetune", "finetune"],
+            "margin": [0.0, 0.5, 0.5],
+            "lr": [1e-3, 5e-4, 1e-4],
+            "train_loss": [3.0, 2.0, 1.0],
+            "val_recall@1": [0.2, 0.4, 0.5],
+        }
+    )
+    fig = report.training_curve_figure(frame)
+    lr_ax = fig.axes[2]
+    assert lr_ax.get_title() == "learning rate and margin"
+    lines = {line.get_label(): line for line in lr_ax.get_lines()}
+    assert list(lines["learning rate"].get_ydata()) == [1e-3, 5e-4, 1e-4]
+    assert lines["finetune"].get_xdata()[0] == 1.5  # the phase change is marked here too
+    (margin_ax,) = [ax for ax in fig.axes[3:] if ax.get_shared_x_axes().joined(ax, lr_ax)]
+    assert list(margin_ax.get_lines()[0].get_ydata()) == [0.0, 0.5, 0.5]
+    legend = [t.get_text() for t in lr_ax.get_legend().get_texts()]
+    assert legend == ["learning rate", "margin"]
 
 
 def test_training_curve_before_the_first_epoch_says_so():
@@ -165,11 +176,3 @@ def test_open_thumbnail_shrinks_big_jpegs_and_replaces_broken_files(tmp_path):
     assert report.open_thumbnail(tmp_path / "big.jpg", 96).size == (96, 64)
     (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
     assert report.open_thumbnail(tmp_path / "broken.jpg", 96).getpixel((5, 5)) == (128, 128, 128)
-
-
-def test_png_markdown_embeds_the_bytes():
-    png = report.confusion_matrix_png([[1]], ["only"])
-    text = report.png_markdown(png, "confusion [val]")
-    prefix = "![confusion (val)](data:image/png;base64,"
-    assert text.startswith(prefix) and text.endswith(")")
-    assert base64.b64decode(text[len(prefix) : -1]) == png
