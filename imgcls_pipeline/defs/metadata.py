@@ -1,6 +1,7 @@
 """Metadata values in the form the Dagster UI (1.13) shows best.
 
-- Numbers rounded to ``DECIMALS`` places: the UI prints a float with every digit it has.
+- Numbers rounded to ``DECIMALS`` places (4 significant digits for smaller ones, such as a
+  learning rate): the UI prints a float with every digit it has.
 - Tables as table metadata: the UI draws them inline on the asset page, on the check page and in
   the run log, where markdown longer than 1000 characters hides behind "[Show Markdown]".
 - Figures as markdown with the PNG inlined as a data URI (there is no image metadata type, and the
@@ -23,12 +24,15 @@ _COLUMN_TYPES = {bool: "bool", int: "int", float: "float"}
 
 
 def rounded(value: Any) -> Any:
-    """A float (plain or as float metadata) to ``DECIMALS`` places; anything else unchanged."""
+    """A float (plain or as float metadata) to ``DECIMALS`` places, or to ``DECIMALS`` significant
+    digits when it is below 0.001 (1e-5 stays 1e-5); anything else unchanged."""
     if isinstance(value, dg.FloatMetadataValue) and value.value is not None:
         return dg.MetadataValue.float(rounded(value.value))
-    if isinstance(value, float) and math.isfinite(value):
+    if not isinstance(value, float) or not math.isfinite(value) or value == 0:
+        return value
+    if abs(value) >= 0.001:
         return round(value, DECIMALS)
-    return value
+    return round(value, DECIMALS - 1 - math.floor(math.log10(abs(value))))
 
 
 def rounded_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:

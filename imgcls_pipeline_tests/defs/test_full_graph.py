@@ -71,9 +71,23 @@ def test_every_asset_materialized_with_its_files(pipeline: Path) -> None:
             dg.AssetKey("evaluation")
         ).asset_materialization.metadata
         assert "val/confusion_matrix" in evaluation and "val/worst_queries" in evaluation
+        assert isinstance(evaluation["val/metrics"], dg.TableMetadataValue)
+        assert isinstance(evaluation["val/per_class"], dg.TableMetadataValue)
+        recall = evaluation["val/recall@1"].value
+        assert recall == round(recall, 4)
+        assert isinstance(training["epochs"], dg.TableMetadataValue)
+        assert "data:image/png;base64" in training["val_confusion_matrix"].value
 
-    for name in ("best_model.pt", "latest_model.pt", "metrics.csv"):
+    for name in ("best_model.pt", "latest_model.pt", "metrics.csv", "results.csv"):
         assert (pipeline / "checkpoints" / name).is_file()
+    pngs = [pipeline / "checkpoints" / n for n in ("training_curve.png", "confusion_matrix.png")]
+    for split in ("val", "test"):
+        folder = pipeline / "artifacts" / "evaluation"
+        pngs += [folder / f"{split}_confusion_matrix.png", folder / f"{split}_worst_queries.png"]
+        page = (folder / f"{split}.html").read_text(encoding="utf-8")
+        assert "<h2>Metrics</h2>" in page and page.count("data:image/png;base64,") == 2
+    for path in pngs:
+        assert path.read_bytes().startswith(b"\x89PNG\r\n\x1a\n"), path
     for split in ("train", "val", "test"):
         vectors = np.load(pipeline / "artifacts" / "embeddings" / f"{split}.npy")
         rows = pd.read_csv(pipeline / "splits" / f"{split}.csv")

@@ -6,8 +6,10 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from dagster_pipes import encode_param
+from PIL import Image
 
 from imgcls_pipeline.core.training import checkpoint as ckpt
 from imgcls_pipeline.core.training.model import load_embedding_model
@@ -102,6 +104,31 @@ def test_dagster_pipes_messages(tiny, tmp_path):
     assert metadata["last_epoch"]["raw_value"] == 2
     assert metadata["final_val_recall@1"]["raw_value"] == rows[-1]["val_recall@1"]
     assert metadata["hardware"] == {"raw_value": cpu_hardware().to_dict(), "type": "json"}
+    # The files to look at, beside the checkpoints.
+    checkpoints = tmp_path / "checkpoints"
+    results = pd.read_csv(checkpoints / "results.csv")
+    assert results["epoch"].tolist() == [1, 2]
+    assert {"train_loss", "val_recall@1", "val_recall@5", "lr", "margin", "seconds"} <= set(
+        results.columns
+    )
+    assert results["val_recall@1"].tolist() == [row["val_recall@1"] for row in rows]
+    for name in ("training_curve.png", "confusion_matrix.png", "worst_queries.png"):
+        with Image.open(checkpoints / name) as image:
+            assert image.format == "PNG" and min(image.size) > 100, name
+    logged = [m["params"]["message"] for m in sent if m["method"] == "log"]
+    assert any(line.startswith("Results in ") for line in logged)
+
+
+def test_a_figure_that_cannot_be_drawn_is_logged_not_raised():
+    from imgcls_pipeline.train_script import _unless_it_fails
+
+    lines: list[str] = []
+
+    def broken() -> None:
+        raise OSError("disk full\nmore detail")
+
+    _unless_it_fails(lines.append, "the training curve", broken)
+    assert lines == ["Could not write the training curve: OSError: disk full"]
 
 
 @pytest.mark.slow
@@ -125,6 +152,9 @@ def test_sigterm_stops_cleanly_after_a_completed_epoch(tiny, tmp_path):
     saved = ckpt.read_checkpoint(tmp_path / "checkpoints" / ckpt.LATEST)
     assert 1 <= saved["epoch"] < 500
     assert epochs_in_metrics(tmp_path / "checkpoints") == list(range(1, saved["epoch"] + 1))
+    # The curve follows every epoch; the best model's figures wait for a training that ended.
+    assert (tmp_path / "checkpoints" / "training_curve.png").is_file()
+    assert not (tmp_path / "checkpoints" / "confusion_matrix.png").exists()
 
 
 @pytest.mark.slow
