@@ -51,13 +51,11 @@ def evaluation_metadata(split: str, result: SplitEvaluation, files: Figures) -> 
                 "true_class": row["class_name"],
                 "predicted": row["predicted"],
                 "confidence": row["confidence"],
-                "nearest (class d)": ", ".join(
-                    f"{n['class_name']} {n['distance']:.3f}" for n in row["neighbours"]
-                ),
+                "nearest_classes": ", ".join(str(n["class_name"]) for n in row["neighbours"]),
             }
             for row in result.worst_rows
         ],
-        ["query", "true_class", "predicted", "confidence", "nearest (class d)"],
+        ["query", "true_class", "predicted", "confidence", "nearest_classes"],
     )
     entries["per_class"] = table(
         per_class_rows(metrics)[:PER_CLASS_TABLE_ROWS], ["class", "queries", "accuracy", "recall@1"]
@@ -92,7 +90,10 @@ def training_metadata(reported: Mapping[str, Any], checkpoint_dir: Path) -> dict
     history = read_metrics(checkpoint_dir)
     if not history.empty:
         metadata["training_curve"] = figure(training_curve_png(history), "training curve")
-        metadata["epochs"] = frame_table(results_frame(history), index=False)
+        results = results_frame(history)
+        recalls = [c for c in results.columns if c.startswith("val_recall@")]
+        shown = ["epoch", "phase", "train_loss", *recalls, "lr", "margin", "seconds", "saved_best"]
+        metadata["epochs"] = frame_table(results[[c for c in shown if c in results]], index=False)
     for key, name in (("val_confusion_matrix", CONFUSION), ("val_worst_queries", WORST)):
         path = checkpoint_dir / name
         if path.is_file():

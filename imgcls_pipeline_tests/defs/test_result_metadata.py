@@ -78,7 +78,7 @@ def test_evaluation_metadata_rounds_numbers_and_shows_tables_inline(tmp_path):
     (confused,) = [r.data for r in entries["val/most_confused"].records]
     assert confused == {"true_class": "dog", "predicted_class": "cat", "queries": 1, "share": 0.5}
     (worst,) = [r.data for r in entries["val/worst_queries_list"].records]
-    assert worst["confidence"] == 0.6667 and worst["nearest (class d)"] == "cat 0.250"
+    assert worst["confidence"] == 0.6667 and worst["nearest_classes"] == "cat"
     for key in ("confusion_matrix", "worst_queries"):
         assert entries[f"val/{key}"].value.startswith("![val "), key
     assert entries["val/report"] == dg.MetadataValue.path(str(tmp_path / "val.html"))
@@ -111,6 +111,10 @@ def test_training_metadata_has_the_curve_the_epochs_table_and_rounded_numbers(
     epochs = metadata["epochs"]
     assert isinstance(epochs, dg.TableMetadataValue)
     assert [r.data["epoch"] for r in epochs.records] == [1, 2]
+    assert [c.name for c in epochs.schema.columns] == [
+        "epoch", "phase", "train_loss", "val_recall@1", "val_recall@5", "lr", "margin", "seconds",
+        "saved_best",
+    ]  # fmt: skip
     assert epochs.records[1].data["lr"] == 0.0005 and epochs.records[0].data["saved_best"] is True
     assert ("val_confusion_matrix" in metadata) is with_figures
     assert ("val_worst_queries" in metadata) is with_figures

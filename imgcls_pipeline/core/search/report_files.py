@@ -158,7 +158,10 @@ def write_evaluation_files(
         stem.with_name(f"{stem.name}_worst_queries.png"),
         worst_queries_png(worst_rows, data_dir),
     )
-    captions = {"confusion_matrix": "Confusion matrix", "worst_queries": "Worst queries"}
+    captions = {
+        "confusion_matrix": "Confusion matrix (rows: true class; colour: share of its queries)",
+        "worst_queries": "Worst queries and their nearest gallery photos (red: another class)",
+    }
     page = evaluation_html(
         report, {captions[name]: png for name, png in figures.pngs.items()}, worst_rows
     )

@@ -66,7 +66,7 @@ def evaluation_html(
         ]
     if worst_rows:
         parts += [
-            "<h2>Worst queries</h2>",
+            "<h2>Worst queries, listed</h2>",
             '<p class="note">Wrong votes first, then the least confident; d is the squared L2 '
             "distance between unit embeddings (0 = identical, 4 = opposite).</p>",
             _table(
