@@ -32,7 +32,7 @@ from imgcls_pipeline.core.search.report import (
 from imgcls_pipeline.core.search.report_html import evaluation_html
 from imgcls_pipeline.core.settings import PipelineConfig
 from imgcls_pipeline.core.training.checkpoint import BEST, read_metrics
-from imgcls_pipeline.core.training.results import write_results
+from imgcls_pipeline.core.training.results import RESULTS, write_results
 
 if TYPE_CHECKING:
     import torch
@@ -59,6 +59,7 @@ def write_epoch_files(checkpoint_dir: str | os.PathLike[str]) -> Figures:
     """results.csv and training_curve.png from the folder's metrics.csv (about 0.3 s); nothing
     before the first epoch."""
     folder = Path(checkpoint_dir)
+    _remove_leftovers(folder, [RESULTS, CURVE])
     figures = Figures()
     history = read_metrics(folder)
     if write_results(folder, history) is not None:
@@ -112,6 +113,7 @@ def write_best_model_files(
     from imgcls_pipeline.core.search.inference import embed_frame, load_model
 
     folder = Path(checkpoint_dir)
+    _remove_leftovers(folder, [CONFUSION, WORST])
     loaded = load_model(folder / BEST, device)
     gallery, queries = read_split(splits_dir, "train"), read_split(splits_dir, "val")
     batch = config.evaluation.embedding_batch_size
@@ -168,3 +170,11 @@ def write_evaluation_files(
     figures.html = json_path.with_suffix(".html")
     write_text_atomic(figures.html, page)
     return figures
+
+
+def _remove_leftovers(folder: Path, names: Sequence[str]) -> None:
+    """Temporary files of these names that a killed run left (``atomic_path`` names them
+    ``.<name>.<random>.tmp``); one training writes a checkpoint folder at a time."""
+    for name in names:
+        for leftover in folder.glob(f".{name}.*.tmp"):
+            leftover.unlink(missing_ok=True)

@@ -100,3 +100,15 @@ def test_epoch_files_are_results_csv_and_the_curve(tmp_path):
     assert files.paths == {"training_curve": tmp_path / report_files.CURVE}
     assert png_size((tmp_path / report_files.CURVE).read_bytes())[0] > 1000
     assert pd.read_csv(tmp_path / "results.csv")["elapsed_seconds"].tolist() == [1.0, 2.0]
+
+
+def test_a_killed_writers_temporary_files_are_removed_by_the_next_write(tmp_path):
+    ckpt.write_metrics_csv(tmp_path / ckpt.METRICS, [{"epoch": 1, "train_loss": 1.0,
+                           "val_recall@1": 0.5, "seconds": 1.0}])  # fmt: skip
+    left = [tmp_path / ".results.csv.abc123.tmp", tmp_path / ".training_curve.png.x.tmp"]
+    for path in left:
+        path.write_bytes(b"half")
+    mine = tmp_path / ".latest_model.pt.x.tmp"  # not this module's: left to its owner
+    mine.write_bytes(b"half")
+    report_files.write_epoch_files(tmp_path)
+    assert not any(path.exists() for path in left) and mine.exists()
