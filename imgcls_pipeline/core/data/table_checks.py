@@ -43,17 +43,18 @@ def path_problem(image_path: str) -> str | None:
     return None
 
 
-def check_image_paths(frame: pd.DataFrame, path: Path) -> None:
-    """Every ``image_path`` relative, plain names only (no ``..``, ``.``, empty part), and unique."""
+def check_image_paths(frame: pd.DataFrame, path: Path, remedy: str = _REWRITE) -> None:
+    """Every ``image_path`` relative, plain names only (no ``..``, ``.``, empty part), and unique;
+    ``remedy`` says how to get a correct table again."""
     paths = frame["image_path"].astype(str)
     bad = paths.str.contains(_ANY_PATH_PROBLEM)
     if bad.any():
         row = int(bad.to_numpy().nonzero()[0][0])
         value = paths.iat[row]
         raise UserError(
-            f"{_where(path, row)}: image_path {value!r} {path_problem(value)}, but a split table "
+            f"{_where(path, row)}: image_path {value!r} {path_problem(value)}, but a table "
             f"may only name a photo inside the data folder by a relative path such as "
-            f"'plant/plant001_1.jpg'; fix or delete that row, or {_REWRITE}."
+            f"'plant/plant001_1.jpg'; fix or delete that row, or {remedy}."
         )
     later = paths.duplicated()
     if later.any():
@@ -62,7 +63,7 @@ def check_image_paths(frame: pd.DataFrame, path: Path) -> None:
         raise UserError(
             f"{_where(path, second)}: image_path {paths.iat[second]!r} is listed a second time "
             f"(first on line {_line(path, first)}), so that photo would count twice; "
-            f"delete one of the two rows, or {_REWRITE}."
+            f"delete one of the two rows, or {remedy}."
         )
 
 

@@ -156,3 +156,27 @@ def test_gallery_style_tables_get_the_same_path_rules(tmp_path):
     pd.DataFrame({"image_path": ["cat/a_1.jpg", "/etc/shadow"]}).to_csv(table, index=False)
     with pytest.raises(UserError, match=r"gallery\.csv line 3: image_path '/etc/shadow' is abs"):
         check_image_paths(pd.read_csv(table, dtype=str), table)
+
+
+def test_predict_and_the_report_never_follow_a_gallery_row_outside_the_data_folder(tmp_path):
+    import numpy as np
+
+    from imgcls_pipeline.core.search.index import build_index, load_index, save_index
+
+    gallery = pd.DataFrame(
+        {"image_path": ["cat/a_1.jpg", "dog/b_1.jpg"], "class_name": ["cat", "dog"]}
+    ).assign(object_id=["a", "b"])
+    vectors = np.eye(2, 4, dtype=np.float32)
+    save_index(
+        build_index(vectors),
+        gallery,
+        tmp_path,
+        checkpoint="m",
+        checkpoint_sha256="0",
+        index_type="flat",
+    )
+    assert load_index(tmp_path)[1]["image_path"].tolist() == ["cat/a_1.jpg", "dog/b_1.jpg"]
+    csv_file = tmp_path / "gallery.csv"
+    csv_file.write_text(csv_file.read_text().replace("dog/b_1.jpg", "../../../etc/passwd"))
+    with pytest.raises(UserError, match=r"gallery\.csv line 3: .* has a '\.\.' component"):
+        load_index(tmp_path)
