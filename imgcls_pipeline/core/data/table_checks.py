@@ -17,6 +17,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from imgcls_pipeline.core.errors import UserError
@@ -92,24 +93,31 @@ def check_no_leakage(tables: Mapping[str, tuple[Path, pd.DataFrame]]) -> None:
     in testing, whatever class each row gives it.
     """
     for column, what in (("object_id", "ID"), ("image_path", "photo")):
-        first_seen: dict[str, tuple[str, int]] = {}
-        for split, (path, frame) in tables.items():
-            values = frame[column].astype(str)
-            for row in (~values.duplicated()).to_numpy().nonzero()[0]:
-                value = values.iat[row]
-                if value not in first_seen:
-                    first_seen[value] = (split, row)
-                    continue
-                other_split, other_row = first_seen[value]
-                other_path = tables[other_split][0]
-                label = _id_label(frame, row) if column == "object_id" else ""
-                raise UserError(
-                    f"The {what} {value!r}{label} is in two splits, "
-                    f"{_where(other_path, other_row)} and {_where(path, row)}, so the same object "
-                    f"would be both learned and measured (leakage); delete its rows from one of "
-                    f"the two files (the split it keeps is the one it stays in), then run "
-                    f"`imgcls split` again."
-                )
+        # Each table's distinct values with their first row, in split order: a value seen again
+        # is in a second table.
+        firsts = pd.concat(
+            [
+                pd.DataFrame({"value": frame[column].astype(str), "split": split})
+                .assign(row=np.arange(len(frame)))
+                .drop_duplicates("value")
+                for split, (_, frame) in tables.items()
+            ],
+            ignore_index=True,
+        )
+        again = firsts["value"].duplicated()
+        if not again.any():
+            continue
+        second = firsts[again].iloc[0]
+        first = firsts[firsts["value"] == second["value"]].iloc[0]
+        path, frame = tables[second["split"]]
+        label = _id_label(frame, int(second["row"])) if column == "object_id" else ""
+        raise UserError(
+            f"The {what} {second['value']!r}{label} is in two splits, "
+            f"{_where(tables[first['split']][0], int(first['row']))} and "
+            f"{_where(path, int(second['row']))}, so the same object would be both learned and "
+            f"measured (leakage); delete its rows from one of the two files (the split it keeps "
+            f"is the one it stays in), then run `imgcls split` again."
+        )
 
 
 def line_numbers(path: Path) -> list[int]:
