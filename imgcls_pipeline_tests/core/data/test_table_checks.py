@@ -180,3 +180,11 @@ def test_predict_and_the_report_never_follow_a_gallery_row_outside_the_data_fold
     csv_file.write_text(csv_file.read_text().replace("dog/b_1.jpg", "../../../etc/passwd"))
     with pytest.raises(UserError, match=r"gallery\.csv line 3: .* has a '\.\.' component"):
         load_index(tmp_path)
+
+
+def test_no_tables_yet_or_only_one_is_no_leakage(tmp_path):
+    assert split_files.previous_assignment_on_disk(tmp_path) == {}
+    write(tmp_path)
+    for split in ("val", "test"):
+        (tmp_path / f"{split}.csv").unlink()
+    assert split_files.read_split(tmp_path, "train")["object_id"].tolist() == ["c1", "c1", "d1"]
