@@ -116,7 +116,7 @@ def materialization_metadata(result: TrainResult) -> dict[str, Any]:
         more = [f"- and {len(listed) - 50:,} more"] if len(listed) > 50 else []
         metadata["skipped_image_files"] = {"raw_value": "\n".join(listed[:50] + more), "type": "md"}
     for key, value in result.final_metrics.items():
-        if key != "epoch":
+        if key not in ("epoch", "skipped_images"):  # the run's total is above
             metadata[f"final_{key}"] = value
     return {k: v for k, v in metadata.items() if v is not None}
 
