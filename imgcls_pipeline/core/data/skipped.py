@@ -29,8 +29,8 @@ class SkippedPhotos:
     notes and passes on (images, labels) as the training loop and the embedding loop expect.
     """
 
-    def __init__(self, log: Callable[[str], None], consequence: str):
-        self._log = log
+    def __init__(self, log: Callable[[str], None] | None = None, consequence: str = ""):
+        self._log = log  # None: nothing logged (a caller that refuses with ``raise_if_any``)
         self._consequence = consequence  # what became of a skipped photo, for the log line
         self.in_epoch: set[str] = set()
         self.in_run: dict[str, str] = {}  # path → why, in the order first seen
@@ -62,7 +62,8 @@ class SkippedPhotos:
             self.in_epoch.add(path)
             if path not in self.in_run:
                 self.in_run[path] = why
-                self._log(f"Skipped photo {path} ({why}): {self._consequence}.")
+                if self._log is not None:
+                    self._log(f"Skipped photo {path} ({why}): {self._consequence}.")
         if note["fatal"]:
             raise UserError(note["fatal"])
 

@@ -91,7 +91,7 @@ def embed_frame(
     )
     # Row i must be photo i: a photo that vanished after the pre-flight cannot be stood in for,
     # so the whole frame is embedded (to name every such photo) and then refused.
-    skipped = SkippedPhotos(log=_ignore, consequence="refused below")
+    skipped = SkippedPhotos()
     embeddings = compute_embeddings(
         loaded.model,
         skipped.watch(loader),
@@ -103,10 +103,6 @@ def embed_frame(
     )
     skipped.raise_if_any("embedding them")
     return embeddings.reshape(len(frame), -1) if len(frame) else embeddings
-
-
-def _ignore(_: str) -> None:
-    pass
 
 
 def expand_inputs(inputs: list[str]) -> list[Path]:

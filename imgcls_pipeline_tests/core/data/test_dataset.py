@@ -82,7 +82,7 @@ def test_the_tally_counts_each_photo_once_per_epoch_and_logs_it_once_per_run(pho
 def test_notes_come_back_from_loader_worker_processes(photos):
     data, frame = photos
     (data / "cat" / "c2_1.jpg").unlink()
-    skipped = SkippedPhotos(lambda _: None, "")
+    skipped = SkippedPhotos()
     loader = make_loader(dataset(data, frame), num_workers=1, pin_memory=False, batch_size=3)
     images = torch.cat([b[0] for b in skipped.watch(loader)])
     assert images.shape[0] == 6 and skipped.end_epoch() == 1
@@ -92,7 +92,7 @@ def test_a_class_with_no_readable_photo_left_stops_with_one_sentence(photos):
     data, frame = photos
     for photo in (data / "dog").iterdir():
         photo.unlink()
-    skipped = SkippedPhotos(lambda _: None, "")
+    skipped = SkippedPhotos()
     loader = make_loader(dataset(data, frame), num_workers=0, pin_memory=False, batch_size=6)
     with pytest.raises(UserError, match=r"None of the 2 photos of class 'dog' .* unmounted"):
         list(skipped.watch(loader))
@@ -101,7 +101,7 @@ def test_a_class_with_no_readable_photo_left_stops_with_one_sentence(photos):
 def test_a_pass_that_may_not_leave_photos_out_names_them(photos):
     data, frame = photos
     (data / "cat" / "c3_1.jpg").unlink()
-    skipped = SkippedPhotos(lambda _: None, "")
+    skipped = SkippedPhotos()
     loader = make_loader(dataset(data, frame, refill=False), num_workers=0, pin_memory=False)
     list(skipped.watch(loader))
     with pytest.raises(UserError, match=r"^1 photos .* while embedding: .*c3_1\.jpg \(File"):
