@@ -53,7 +53,8 @@ def preflight(
             if what:
                 problems.append(Problem(f"{split}.csv", image_path, what))
     if problems:
-        raise UserError(_describe(problems, checked, data_dir))
+        manifest_file = Path(artifacts_dir) / MANIFEST_FILE if recorded is not None else None
+        raise UserError(_describe(problems, checked, data_dir, manifest_file))
     against = (
         f"as recorded in {Path(artifacts_dir) / MANIFEST_FILE}"
         if recorded is not None
@@ -88,21 +89,30 @@ def _problem(path: str, recorded: dict[str, tuple[int, int]] | None, image_path:
         return "not a file"
     if not os.access(path, os.R_OK):
         return "not readable (permissions)"
-    if recorded is not None and recorded.get(image_path) != (info.st_size, info.st_mtime_ns):
-        return "changed since the split" if image_path in recorded else "not in the manifest"
+    # A photo the manifest does not list says the manifest is not the one the split was made
+    # from (another artifacts folder): it cannot judge that photo, existing is all we know.
+    was = recorded.get(image_path) if recorded is not None else None
+    if was is not None and was != (info.st_size, info.st_mtime_ns):
+        return "changed since the split"
     return None
 
 
-def _describe(problems: list[Problem], checked: int, data_dir: str | os.PathLike[str]) -> str:
+def _describe(
+    problems: list[Problem],
+    checked: int,
+    data_dir: str | os.PathLike[str],
+    manifest_file: Path | None,
+) -> str:
     counts: dict[str, int] = {}
     for problem in problems:
         counts[problem.what] = counts.get(problem.what, 0) + 1
     summary = ", ".join(f"{n:,} {what}" for what, n in counts.items())
     shown = "; ".join(f"{p.table}: {p.image_path} ({p.what})" for p in problems[:SHOWN])
     more = f"; and {len(problems) - SHOWN:,} more" if len(problems) > SHOWN else ""
+    against = f", compared with {manifest_file}" if manifest_file and "changed" in summary else ""
     return (
         f"{len(problems):,} of {checked:,} photos the split tables list cannot be used as they "
-        f"are in {data_dir} ({summary}): {shown}{more}; run `imgcls split` again so the tables "
-        f"match the data folder (missing photos leave them, changed ones are read again), then "
-        f"start again."
+        f"are in {data_dir} ({summary}{against}): {shown}{more}; run `imgcls split` again so "
+        f"the tables match the data folder (missing photos leave them, changed ones are read "
+        f"again), then start again."
     )

@@ -42,7 +42,7 @@ def test_missing_and_changed_photos_are_listed_in_one_sentence(folders):
         preflight(tables, data, artifacts)
     message = str(caught.value)
     assert message.startswith("2 of 16 photos the split tables list cannot be used")
-    assert "1 missing, 1 changed since the split" in message
+    assert f"1 missing, 1 changed since the split, compared with {artifacts}" in message
     assert "train.csv: class_0/c0id001_1.jpg (missing)" in message
     assert "val.csv: class_1/c1id003_2.jpg (changed since the split)" in message
     assert "run `imgcls split` again" in message and "\n" not in message
@@ -89,3 +89,14 @@ def test_a_class_folder_that_is_a_symlink_to_another_disk_is_fine(tmp_path):
     write_manifest(tmp_path / "artifacts", scan_manifest(data)[0])
     tables = {"train": pd.DataFrame({"image_path": ["cat/c1_1.jpg", "cat/c1_2.jpg"]})}
     assert "2 photos of train as recorded" in preflight(tables, data, tmp_path / "artifacts")
+
+
+def test_a_manifest_of_another_folder_judges_only_the_photos_it_lists(folders, tmp_path):
+    data, _, tables = folders
+    other = make_photo_folder(tmp_path / "other", {"class_0": {"c0id000": 1}}, (20, 20))
+    write_manifest(tmp_path / "other_artifacts", scan_manifest(other)[0])
+    with pytest.raises(UserError, match=r"^1 of 16 .*c0id000_1\.jpg \(changed since the split\)"):
+        preflight(tables, data, tmp_path / "other_artifacts")
+    (other / "class_0" / "c0id000_1.jpg").unlink()
+    write_manifest(tmp_path / "other_artifacts", scan_manifest(other)[0])
+    assert "16 photos" in preflight(tables, data, tmp_path / "other_artifacts")
