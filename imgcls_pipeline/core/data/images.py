@@ -51,20 +51,25 @@ def load_rgb(path: str | Path, target_size: int | None = None) -> Image.Image:
     is refused (``UnreadableImage``) without allocating anything.
     """
     try:
-        with warnings.catch_warnings():
-            # Pillow's own warning is a raw multi-line message; ours names the file once.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as opened:
-                _warn_if_large(path, opened)
-                if target_size:
-                    opened.draft("RGB", (target_size, target_size))
-                opened.load()
-                image = _reduced(opened, target_size) if target_size else opened
-                # A loaded copy, so the file can close; a no-op rotation copies the small image.
-                image = ImageOps.exif_transpose(image)
+        # Decoded in a function of its own, so the full-size image is freed before to_rgb copies.
+        image = _decode_upright(path, target_size)
     except (OSError, ValueError, Image.DecompressionBombError) as err:
         raise UnreadableImage(path, describe(err)) from None
     return to_rgb(image)
+
+
+def _decode_upright(path: str | Path, target_size: int | None) -> Image.Image:
+    with warnings.catch_warnings():
+        # Pillow's own warning is a raw multi-line message; ours names the file once.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with Image.open(path) as opened:
+            _warn_if_large(path, opened)
+            if target_size:
+                opened.draft("RGB", (target_size, target_size))
+            opened.load()
+            image = _reduced(opened, target_size) if target_size else opened
+            # A loaded copy, so the file can close; a no-op rotation copies the small image.
+            return ImageOps.exif_transpose(image)
 
 
 def _reduced(image: Image.Image, target_size: int) -> Image.Image:
