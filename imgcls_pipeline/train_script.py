@@ -1,7 +1,8 @@
 """Training entry point, run as its own process (by Dagster Pipes, torchrun, or by hand).
 
     python -m imgcls_pipeline.train_script --config-json CONFIG.json --data-dir DATA \\
-        --splits-dir SPLITS --checkpoint-dir CHECKPOINTS [--hardware-json HW.json] [--progress]
+        --splits-dir SPLITS --checkpoint-dir CHECKPOINTS [--artifacts-dir ARTIFACTS] \\
+        [--hardware-json HW.json] [--progress]
     torchrun --nproc_per_node N -m imgcls_pipeline.train_script ...   (same flags)
 
 CONFIG.json is written by ``PipelineConfig.write_json``, HW.json by ``HardwareSettings.write_json``
@@ -65,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
                     log=log,
                     should_stop=stop,
                     progress=args.progress,
+                    artifacts_dir=args.artifacts_dir,
                 )
                 if stop.signal_name and info.is_main:
                     log(f"{stop.signal_name} received: stopped cleanly.")
@@ -153,9 +155,14 @@ def materialization_metadata(result: TrainResult) -> dict[str, Any]:
         "hardware": {"raw_value": result.hardware, "type": "json"},
         "precision": result.hardware["precision"],
         "device": result.hardware["name"],
+        "skipped_images": len(result.skipped_images),
     }
+    if result.skipped_images:
+        listed = [f"- {path} ({why})" for path, why in result.skipped_images.items()]
+        more = [f"- and {len(listed) - 50:,} more"] if len(listed) > 50 else []
+        metadata["skipped_image_files"] = {"raw_value": "\n".join(listed[:50] + more), "type": "md"}
     for key, value in result.final_metrics.items():
-        if key != "epoch":
+        if key not in ("epoch", "skipped_images"):  # the run's total is above
             metadata[f"final_{key}"] = value
     return {k: v for k, v in metadata.items() if v is not None}
 
@@ -207,6 +214,11 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--data-dir", required=True, help="folder the image_path column is under")
     parser.add_argument("--splits-dir", required=True, help="folder with train.csv and val.csv")
     parser.add_argument("--checkpoint-dir", required=True, help="where checkpoints are written")
+    parser.add_argument(
+        "--artifacts-dir",
+        help="folder with manifest.parquet, to check every photo against before training "
+        "(without it: only that each photo exists)",
+    )
     parser.add_argument(
         "--hardware-json", help="HardwareSettings.write_json's file (default: detect)"
     )

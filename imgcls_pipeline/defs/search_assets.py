@@ -8,7 +8,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from imgcls_pipeline.core.data.split_files import read_split
+from imgcls_pipeline.core.data.preflight import preflight
+from imgcls_pipeline.core.data.split_files import read_split, read_splits
 from imgcls_pipeline.core.data.splitting import SPLITS
 from imgcls_pipeline.core.errors import UserError
 from imgcls_pipeline.core.search import embeddings_store, evaluation_store
@@ -60,12 +61,13 @@ def embeddings(
         context.log.info("Checkpoint, splits and flip_tta unchanged: embeddings are up to date.")
         return dg.MaterializeResult(metadata={"recomputed": False, "checkpoint": str(checkpoint)})
 
+    tables = read_splits(paths.splits, SPLITS)
+    context.log.info(preflight(tables, paths.data, paths.artifacts))
     loaded = load_model(checkpoint)
     workers = gpu.resolve().num_workers  # JPEG decoding in parallel, as in training
     rows = {}
     dimension = 0
-    for split in SPLITS:
-        frame = read_split(paths.splits, split)
+    for split, frame in tables.items():
         matrix = embed_frame(
             loaded,
             frame,

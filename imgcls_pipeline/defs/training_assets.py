@@ -79,6 +79,8 @@ def trained_checkpoint(
             str(paths.splits),
             "--checkpoint-dir",
             str(paths.checkpoints),
+            "--artifacts-dir",
+            str(paths.artifacts),
             "--error-file",
             str(error_file),
         ]

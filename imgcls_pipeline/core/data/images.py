@@ -5,6 +5,8 @@ Pillow only (no torch), so the report's thumbnails use the same opener as traini
 
 from __future__ import annotations
 
+import logging
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +16,25 @@ from imgcls_pipeline.core.errors import UserError, describe
 
 _WITH_ALPHA = ("RGBA", "RGBa", "LA", "La", "PA")
 _HIGH_BIT_DEPTH = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+# Modes whose pixels Image.reduce may average as they are (alpha modes are premultiplied by
+# Pillow itself); palette indices, 1-bit and I;16 must become RGB first.
+_REDUCIBLE = frozenset({"RGB", "L", "LA", "La", "RGBA", "RGBa", "CMYK", "YCbCr", "I", "F"})
+
+_BAND_ROWS = 256
+_log = logging.getLogger(__name__)
+_warned_large: set[str] = set()  # one line per file per process, not one per epoch
+
+
+class UnreadableImage(UserError):
+    """A photo that cannot be decoded (missing, broken, too many pixels); training skips it."""
+
+    def __init__(self, path: str | Path, reason: str):
+        super().__init__(
+            f"Cannot read image {path} ({reason}); replace or delete the file and rebuild the "
+            "manifest."
+        )
+        self.path = str(path)
+        self.reason = reason
 
 
 def load_rgb(path: str | Path, target_size: int | None = None) -> Image.Image:
@@ -21,25 +42,72 @@ def load_rgb(path: str | Path, target_size: int | None = None) -> Image.Image:
 
     With ``target_size``, a JPEG is decoded at the largest 1/8..1/1 scale that keeps both sides at
     least ``target_size`` (libjpeg's DCT scaling, far cheaper than decoding a 12 MP photo in full),
-    and any image whose shorter side is still 2× larger is box-reduced towards ``target_size``.
-    The transforms do the final resize.
+    and any image whose shorter side is still 2× larger is box-reduced towards ``target_size``
+    before any copy is made (rotation, RGB conversion), so a huge PNG costs one decoded image in
+    memory, not several. The transforms do the final resize.
+
+    Pillow's decompression-bomb limits (``Image.MAX_IMAGE_PIXELS``, 89,478,485 pixels): above it
+    the photo is still decoded, with one warning line naming the file; above twice it the photo
+    is refused (``UnreadableImage``) without allocating anything.
     """
     try:
-        with Image.open(path) as image:
-            if target_size:
-                image.draft("RGB", (target_size, target_size))
-            image = ImageOps.exif_transpose(image)  # returns a loaded copy
+        # Decoded in a function of its own, so the full-size image is freed before to_rgb copies.
+        image = _decode_upright(path, target_size)
     except (OSError, ValueError, Image.DecompressionBombError) as err:
-        raise UserError(
-            f"Cannot read image {path} ({describe(err)}); replace or delete the file and rebuild "
-            "the manifest."
-        ) from None
-    image = to_rgb(image)
-    if target_size:
-        factor = min(image.size) // target_size
-        if factor >= 2:
-            image = image.reduce(factor)
-    return image
+        raise UnreadableImage(path, describe(err)) from None
+    return to_rgb(image)
+
+
+def _decode_upright(path: str | Path, target_size: int | None) -> Image.Image:
+    with warnings.catch_warnings():
+        # Pillow's own warning is a raw multi-line message; ours names the file once.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with Image.open(path) as opened:
+            _warn_if_large(path, opened)
+            if target_size:
+                opened.draft("RGB", (target_size, target_size))
+            opened.load()
+            image = _reduced(opened, target_size) if target_size else opened
+            # A loaded copy, so the file can close; a no-op rotation copies the small image.
+            return ImageOps.exif_transpose(image)
+
+
+def _reduced(image: Image.Image, target_size: int) -> Image.Image:
+    if image.mode not in _REDUCIBLE:
+        image = to_rgb(image)
+    factor = min(image.size) // target_size
+    if factor < 2:
+        return image
+    if image.mode in ("LA", "RGBA"):
+        return _reduce_in_bands(image, factor)
+    return image.reduce(factor)
+
+
+def _reduce_in_bands(image: Image.Image, factor: int) -> Image.Image:
+    """``image.reduce(factor)`` for modes Pillow premultiplies first: that conversion copies the
+    whole image (+676 MiB for a 13,000² RGBA PNG); band by band it copies a few rows at a time.
+    Bands are whole multiples of ``factor`` rows, so every box is the same as in one pass."""
+    width, height = image.size
+    reduced = Image.new(image.mode, (-(-width // factor), -(-height // factor)))
+    rows = factor * max(1, _BAND_ROWS // factor)
+    for top in range(0, height, rows):
+        band = image.crop((0, top, width, min(top + rows, height))).reduce(factor)
+        reduced.paste(band, (0, top // factor))
+    reduced.info = image.info.copy()  # EXIF orientation is applied afterwards
+    return reduced
+
+
+def _warn_if_large(path: str | Path, image: Image.Image) -> None:
+    width, height = image.size
+    limit = Image.MAX_IMAGE_PIXELS
+    if not limit or width * height <= limit or str(path) in _warned_large:
+        return
+    _warned_large.add(str(path))
+    _log.warning(
+        f"{path} is {width}x{height} = {width * height:,} pixels, above Pillow's "
+        f"decompression-bomb warning limit of {limit:,}; decoding it anyway, at reduced size "
+        f"where the format allows (over {2 * limit:,} pixels it would be refused)."
+    )
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

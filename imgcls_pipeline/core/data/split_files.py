@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import pandas as pd
@@ -19,18 +19,9 @@ import pandas as pd
 from imgcls_pipeline.core.atomic import write_csv_atomic, write_text_atomic
 from imgcls_pipeline.core.data.groups import EXCLUDED_COLUMNS, IMAGE_COLUMNS
 from imgcls_pipeline.core.data.splitting import SPLITS
+from imgcls_pipeline.core.data.table_checks import check_no_leakage, check_split_table
 from imgcls_pipeline.core.errors import UserError
 from imgcls_pipeline.core.tables import read_json_object, read_table
-
-SPLIT_DTYPES = {
-    "image_path": str,
-    "class_name": str,
-    "object_id": str,
-    "sequence": "int64",
-    "width": "int64",
-    "height": "int64",
-}
-
 
 LEDGER_FILE = "assignments.csv"
 LEDGER_COLUMNS = ["object_id", "class_name", "split"]
@@ -106,11 +97,26 @@ _FOREIGN = "it was not written by this pipeline: move it away and run `imgcls sp
 
 
 def read_split(splits_dir: str | os.PathLike[str], split: str) -> pd.DataFrame:
-    """One split table; a missing or malformed file is a clear error naming it."""
-    path = split_path(splits_dir, split)
-    if not path.is_file():
-        raise _missing(path)
-    return read_table(path, IMAGE_COLUMNS, remedy=_FOREIGN, dtype=SPLIT_DTYPES)[IMAGE_COLUMNS]
+    """One split table, checked (``table_checks``) together with the other split tables on disk,
+    so no object of it is in another split; a missing, malformed or unsafe file is one UserError
+    naming it, the line and what to do."""
+    return read_splits(splits_dir, [split])[split]
+
+
+def read_splits(
+    splits_dir: str | os.PathLike[str], wanted: Iterable[str]
+) -> dict[str, pd.DataFrame]:
+    """The ``wanted`` split tables (each must exist), each checked as ``read_split`` does."""
+    wanted = list(wanted)
+    for split in wanted:
+        if not split_path(splits_dir, split).is_file():
+            raise _missing(split_path(splits_dir, split))
+    tables = {
+        split: check_split_table(_read_text_table(path), path)
+        for split, path in _present(splits_dir).items()
+    }
+    check_no_leakage({split: (split_path(splits_dir, split), t) for split, t in tables.items()})
+    return {split: tables[split][IMAGE_COLUMNS] for split in wanted}
 
 
 def read_excluded(splits_dir: str | os.PathLike[str]) -> pd.DataFrame:
@@ -122,9 +128,25 @@ def read_excluded(splits_dir: str | os.PathLike[str]) -> pd.DataFrame:
 
 
 def read_existing_splits(splits_dir: str | os.PathLike[str]) -> dict[str, pd.DataFrame]:
-    """The split tables already on disk (empty dict when there are none yet)."""
-    present = [split for split in SPLITS if split_path(splits_dir, split).is_file()]
-    return {split: read_split(splits_dir, split) for split in present}
+    """The split tables already on disk (empty dict when there are none yet), as text.
+
+    Only what a new split keeps from them is checked: the columns, and that no object_id is in
+    two of them. Which split such an ID belongs to is the user's call, so the split step refuses
+    rather than picking one. Bad paths, duplicates or numbers are not refused here: the new
+    tables are written from the data folder, which replaces those rows.
+    """
+    tables = {split: _read_text_table(path) for split, path in _present(splits_dir).items()}
+    check_no_leakage({split: (split_path(splits_dir, split), t) for split, t in tables.items()})
+    return tables
+
+
+def _present(splits_dir: str | os.PathLike[str]) -> dict[str, Path]:
+    paths = {split: split_path(splits_dir, split) for split in SPLITS}
+    return {split: path for split, path in paths.items() if path.is_file()}
+
+
+def _read_text_table(path: Path) -> pd.DataFrame:
+    return read_table(path, IMAGE_COLUMNS, remedy=_FOREIGN)
 
 
 def write_split_settings(

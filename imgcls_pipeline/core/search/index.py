@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from imgcls_pipeline.core.atomic import atomic_path, write_csv_atomic, write_text_atomic
+from imgcls_pipeline.core.data.table_checks import check_image_paths
 from imgcls_pipeline.core.errors import UserError, describe
 from imgcls_pipeline.core.hashing import file_sha256
 from imgcls_pipeline.core.tables import read_json_object, read_table
@@ -250,4 +251,9 @@ def _read_index(path: Path) -> faiss.Index:
 
 
 def _read_gallery(path: Path) -> pd.DataFrame:
-    return read_table(path, GALLERY_COLUMNS, remedy="rebuild the faiss_index asset")
+    remedy = "rebuild the faiss_index asset"
+    gallery = read_table(path, GALLERY_COLUMNS, remedy=remedy)
+    check_image_paths(
+        gallery, path, remedy
+    )  # the report opens these photos: only inside the data folder
+    return gallery

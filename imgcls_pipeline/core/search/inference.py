@@ -17,6 +17,7 @@ from torchvision.transforms import v2
 from imgcls_pipeline.core.data.dataset import ImageDataset, make_loader
 from imgcls_pipeline.core.data.images import load_rgb
 from imgcls_pipeline.core.data.naming import is_image_extension
+from imgcls_pipeline.core.data.skipped import SkippedPhotos
 from imgcls_pipeline.core.data.transforms import eval_transform
 from imgcls_pipeline.core.errors import UserError
 from imgcls_pipeline.core.search.embedding import compute_embeddings, inference_settings
@@ -88,15 +89,19 @@ def embed_frame(
         pin_memory=loaded.device.type == "cuda",
         batch_size=batch_size,
     )
+    # Row i must be photo i: a photo that vanished after the pre-flight cannot be stood in for,
+    # so the whole frame is embedded (to name every such photo) and then refused.
+    skipped = SkippedPhotos()
     embeddings = compute_embeddings(
         loaded.model,
-        loader,
+        skipped.watch(loader),
         loaded.device,
         amp_dtype=loaded.amp_dtype,
         channels_last=loaded.channels_last,
         progress=progress,
         flip_tta=flip_tta,
     )
+    skipped.raise_if_any("embedding them")
     return embeddings.reshape(len(frame), -1) if len(frame) else embeddings
 
 

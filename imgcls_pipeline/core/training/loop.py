@@ -39,7 +39,9 @@ from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from imgcls_pipeline.core.data.dataset import ImageDataset, class_list, make_loader
-from imgcls_pipeline.core.data.split_files import read_split
+from imgcls_pipeline.core.data.preflight import preflight
+from imgcls_pipeline.core.data.skipped import SkippedPhotos
+from imgcls_pipeline.core.data.split_files import read_splits
 from imgcls_pipeline.core.data.transforms import eval_transform, train_transform
 from imgcls_pipeline.core.errors import UserError
 from imgcls_pipeline.core.hardware import HardwareSettings, amp_settings
@@ -74,6 +76,8 @@ class TrainResult:
     best_checkpoint: str | None
     latest_checkpoint: str | None
     hardware: dict[str, Any]
+    # Photos unreadable during this run (path → why), each stood in for by one of its class.
+    skipped_images: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -112,6 +116,7 @@ def train(
     log: Callable[[str], None] = print,
     should_stop: Callable[[], bool] = lambda: False,
     progress: bool = False,
+    artifacts_dir: str | Path | None = None,
 ) -> TrainResult:
     """Train per ``config``, resuming from latest_model.pt unless ``config.training.fresh``.
 
@@ -124,6 +129,10 @@ def train(
     ``interrupted=True``: in one process it is polled before every step; under DDP the ranks agree
     on it every ``distributed.STOP_AGREEMENT_EVERY`` steps and after every epoch. latest_model.pt
     keeps the last completed epoch and the partial epoch runs again on resume.
+
+    Before any model is built, every photo of train and val must be on disk as the manifest in
+    ``artifacts_dir`` recorded it (``preflight``). One that vanishes or breaks later is skipped:
+    another photo of its class takes its place, and each epoch's metrics row counts them.
     """
     info = distributed.current()
     log = log if info.is_main else _silent
@@ -135,7 +144,8 @@ def train(
     latest_path, best_path = checkpoint_dir / ckpt.LATEST, checkpoint_dir / ckpt.BEST
 
     # --- data ---
-    train_frame, val_frame = read_split(splits_dir, "train"), read_split(splits_dir, "val")
+    tables = read_splits(splits_dir, ["train", "val"])
+    train_frame, val_frame = tables["train"], tables["val"]
     if train_frame.empty or val_frame.empty:
         raise UserError(
             f"train.csv and val.csv in {splits_dir} must both have rows (val Recall@1 picks the "
@@ -143,6 +153,8 @@ def train(
         )
     classes = class_list(train_frame)
     fingerprint = ckpt.splits_fingerprint(splits_dir)
+    log(preflight(tables, data_dir, artifacts_dir))
+    skipped = SkippedPhotos(log, "a photo of the same class stood in for it")
 
     # --- model, loss, optimiser ---
     seed_everything(config.seed)  # the same on every rank: identical initial weights
@@ -166,6 +178,8 @@ def train(
     if latest_path.exists() and not config.training.fresh:
         state = resume_from(latest_path, parts, config, classes, fingerprint, info)
         log(f"Resuming from {latest_path} after epoch {state.epoch}.")
+        for row in state.history:  # epochs from before photos were skipped: none were
+            row.setdefault("skipped_images", 0)
     else:
         seed_everything(config.seed + info.rank)  # distinct augmentations per rank
     if info.is_main:
@@ -219,10 +233,12 @@ def train(
         # --- forward, loss, backward, step (one pass over the P×K batches) ---
         stats = train_epoch(
             ddp or net,
-            tqdm(
-                data.train_loader,
-                desc=f"epoch {epoch + 1}",
-                disable=not (progress and info.is_main),
+            skipped.watch(
+                tqdm(
+                    data.train_loader,
+                    desc=f"epoch {epoch + 1}",
+                    disable=not (progress and info.is_main),
+                )
             ),
             parts.optimizer,
             parts.scaler,
@@ -241,7 +257,9 @@ def train(
         # --- validate ---
         try:
             measured = model if parts.ema is None else parts.ema.module
-            recalls = validate(measured, data, device, amp_dtype, hardware.channels_last, ks, stop)
+            recalls = validate(
+                measured, data, device, amp_dtype, hardware.channels_last, ks, stop, skipped
+            )
         except Interrupted:
             interrupted = True
             break
@@ -261,6 +279,7 @@ def train(
             "images_per_second": round(
                 stats.images * info.world_size / max(stats.seconds, 1e-9), 2
             ),
+            "skipped_images": _skipped_over_ranks(skipped.end_epoch(), device, info),
         }
         state.history.append(row)
 
@@ -298,6 +317,7 @@ def train(
         best_checkpoint=str(best_path) if best_path.exists() else None,
         latest_checkpoint=str(latest_path) if latest_path.exists() else None,
         hardware=hardware.to_dict(),
+        skipped_images=dict(skipped.in_run),
     )
 
 
@@ -332,6 +352,7 @@ def make_training_data(
         classes,
         train_transform(config.augmentation, size, model.mean, model.std, model.interpolation),
         size,
+        refill_groups=train_frame["class_name"].tolist(),
     )
     sampler = PKBatchSampler(
         train_set.labels,
@@ -348,12 +369,16 @@ def make_training_data(
         train_set, num_workers=hardware.num_workers, pin_memory=pin_memory, batch_sampler=sampler
     )
     # One embedding pass per epoch over train (the gallery) then val (the queries).
+    both = pd.concat([train_frame, val_frame], ignore_index=True)
     eval_set = ImageDataset(
-        pd.concat([train_frame, val_frame], ignore_index=True),
+        both,
         data_dir,
         classes,
         eval_transform(size, model.mean, model.std, model.interpolation),
         size,
+        # A val query stands in for a val query, a gallery photo for a gallery photo: a query
+        # replaced by its own gallery twin would find itself.
+        refill_groups=[(i < len(train_frame), c) for i, c in enumerate(both["class_name"])],
     )
     eval_loader = make_loader(
         Subset(eval_set, distributed.shard_indices(len(eval_set), info)),
@@ -547,6 +572,7 @@ def validate(
     channels_last: bool,
     ks: list[int],
     stop: distributed.StopAgreement,
+    skipped: SkippedPhotos | None = None,
 ) -> dict[int, float]:
     """Val Recall@K: val images (queries) searched among train images (gallery), exactly.
 
@@ -556,7 +582,7 @@ def validate(
     """
     shard = compute_embeddings(
         model,
-        data.eval_loader,
+        data.eval_loader if skipped is None else skipped.watch(data.eval_loader),
         device,
         amp_dtype=amp_dtype,
         channels_last=channels_last,
@@ -699,12 +725,21 @@ def _log_setup(
 
 def _describe_epoch(row: dict[str, Any], total_epochs: int, improved: bool) -> str:
     recalls = " ".join(f"R@{k.split('@')[1]}={v:.4f}" for k, v in row.items() if "recall@" in k)
+    skipped = f", {row['skipped_images']} photos skipped" if row["skipped_images"] else ""
     return (
         f"epoch {row['epoch']}/{total_epochs} {row['phase']} m={row['margin']:g} "
         f"lr={row['lr']:.2e} loss={row['train_loss']:.4f} val {recalls} "
-        f"({row['seconds']:.1f} s, {row['images_per_second']:.1f} img/s)"
+        f"({row['seconds']:.1f} s, {row['images_per_second']:.1f} img/s{skipped})"
         f"{' best' if improved else ''}"
     )
+
+
+def _skipped_over_ranks(count: int, device: torch.device, info: distributed.DistInfo) -> int:
+    """Under DDP each rank reads its own batches: the sum (a photo two ranks skipped counts
+    twice)."""
+    if not info.enabled:
+        return count
+    return round(distributed.mean_over_ranks(float(count), device) * info.world_size)
 
 
 def _silent(_: str) -> None:

@@ -1,8 +1,11 @@
+import warnings
+
 import numpy as np
 import pytest
 from PIL import Image
 
-from imgcls_pipeline.core.data.images import load_rgb
+from imgcls_pipeline.core.data import images
+from imgcls_pipeline.core.data.images import UnreadableImage, load_rgb
 from imgcls_pipeline.core.errors import UserError
 
 
@@ -85,3 +88,43 @@ def test_unreadable_image_names_the_file(tmp_path):
     with pytest.raises(UserError, match=r"broken\.jpg \(UnidentifiedImageError: ") as raised:
         load_rgb(tmp_path / "broken.jpg")
     assert "\n" not in str(raised.value)
+
+
+def test_an_image_above_pillows_warning_limit_is_one_clear_line_per_file(
+    tmp_path, monkeypatch, caplog
+):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 40x40 = 1600: between 1x and 2x
+    Image.new("RGB", (40, 40), (0, 0, 200)).save(tmp_path / "large.png")
+    with warnings.catch_warnings(record=True) as raw:
+        warnings.simplefilter("always")
+        for _ in range(3):  # e.g. once per epoch
+            assert load_rgb(tmp_path / "large.png").getpixel((0, 0)) == (0, 0, 200)
+    assert not [w for w in raw if issubclass(w.category, Image.DecompressionBombWarning)]
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1
+    assert str(tmp_path / "large.png") in lines[0] and "40x40 = 1,600 pixels" in lines[0]
+
+
+def test_an_image_above_twice_the_limit_is_refused_in_one_sentence(tmp_path, monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    Image.new("RGB", (50, 50)).save(tmp_path / "bomb.png")  # 2500 > 2 x 1000
+    with pytest.raises(UnreadableImage, match=r"bomb\.png \(DecompressionBombError: ") as raised:
+        load_rgb(tmp_path / "bomb.png", target_size=10)
+    assert raised.value.path == str(tmp_path / "bomb.png") and "\n" not in str(raised.value)
+
+
+def test_huge_alpha_images_are_reduced_band_by_band_to_the_same_pixels(tmp_path, monkeypatch):
+    monkeypatch.setattr(images, "_BAND_ROWS", 7)  # several bands, the last one partial
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (61, 45, 4), dtype=np.uint8)
+    Image.fromarray(pixels, mode="RGBA").save(tmp_path / "cutout.png")
+    expected = images.to_rgb(Image.open(tmp_path / "cutout.png").reduce(3))
+    reduced = load_rgb(tmp_path / "cutout.png", target_size=15)
+    assert reduced.size == expected.size == (15, 21)
+    assert np.array_equal(np.asarray(reduced), np.asarray(expected))
+
+
+def test_palette_images_become_rgb_before_they_are_reduced(tmp_path):
+    Image.new("RGB", (400, 300), (10, 200, 30)).quantize(4).save(tmp_path / "p.png")
+    reduced = load_rgb(tmp_path / "p.png", target_size=100)
+    assert reduced.size == (134, 100) and reduced.getpixel((50, 50)) == (10, 200, 30)
