@@ -79,7 +79,7 @@ def run(command: str, tokens: Sequence[str]) -> int:
     print_evaluation(paths, line.config.evaluation.eval_splits)
     print(
         f"\nThe demo's settings are in {root / PROJECT_FILE} and its runs in {root}. "
-        "Open the UI on them (http://127.0.0.1:3000, then Assets → Materialize all) with:\n"
+        "Open the UI on them (http://127.0.0.1:3000, then Lineage → Materialize all) with:\n"
         f"  {ui_command(root)}"
     )
     return 0
