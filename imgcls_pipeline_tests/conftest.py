@@ -1,7 +1,13 @@
 import os
+import tempfile
 from collections.abc import Iterator
 
 import pytest
+
+# The Dagster definitions read the project's imgcls.yaml ($DAGSTER_HOME, else the current folder)
+# when they are imported, which happens while tests are collected: collect in an empty project,
+# so that a developer's own settings never change the defaults the tests check.
+os.environ["DAGSTER_HOME"] = tempfile.mkdtemp(prefix="imgcls_tests_home_")
 
 
 @pytest.fixture(autouse=True)

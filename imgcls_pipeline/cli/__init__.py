@@ -34,6 +34,7 @@ COMMAND_MODULES = {
     "index": "assets",
     "pipeline": "assets",
     "demo": "demo",
+    "init": "init",
     "evaluate": "evaluate",
     "predict": "predict",
 }

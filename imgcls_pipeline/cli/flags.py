@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from imgcls_pipeline.core.errors import UserError
+from imgcls_pipeline.core.project_settings import command_line_settings
 from imgcls_pipeline.core.settings import PipelineConfig
 from imgcls_pipeline.core.settings_errors import did_you_mean
-from imgcls_pipeline.core.settings_sources import flag_names, resolve_settings
+from imgcls_pipeline.core.settings_sources import flag_names
 
 _FOLDERS = {name: name for name in ("data_dir", "splits_dir", "checkpoint_dir", "artifacts_dir")}
 # Each command's own flags (as the original scripts named them) → the option they set.
@@ -80,13 +81,16 @@ def read_command_line(
     tokens: Sequence[str],
     command: str,
     defaults: Mapping[str, Any] | None = None,
+    *,
+    project: bool = True,
 ) -> CommandLine:
-    """The options and the settings: defaults < ``defaults`` < ``--settings FILE`` < flags."""
+    """The options and the settings: defaults < ``defaults`` < the project's imgcls.yaml (unless
+    ``project`` is false) < ``--settings FILE`` < flags; the file's folders fill options."""
     options, flags, positional = parse_flags(tokens, command)
-    config = resolve_settings(
-        base=defaults, settings_file=options.pop(SETTINGS_FILE_FLAG, None), flags=flags
+    config, file_folders = command_line_settings(
+        options.pop(SETTINGS_FILE_FLAG, None), flags, base=defaults, project=project
     )
-    return CommandLine(options, config, positional)
+    return CommandLine({**file_folders, **options}, config, positional)
 
 
 def refuse_arguments(line: CommandLine) -> None:

@@ -1,7 +1,8 @@
 """Where one deployment keeps its photos, splits, checkpoints and artifacts.
 
 Read by the Dagster resource (``defs/resources.py``) and by the commands that work without Dagster
-(``imgcls evaluate`` / ``predict``), so both find the same folders.
+(``imgcls evaluate`` / ``predict``), so both find the same folders: a flag first, then an
+``IMGCLS_*_DIR`` environment variable, then the project's ``imgcls.yaml``, then ``./data`` ….
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from imgcls_pipeline.core.project_settings import read_project_settings
 
 FOLDER_ENV_VARS = {
     "data_dir": ("IMGCLS_DATA_DIR", "./data"),
@@ -52,11 +55,13 @@ class Folders(FolderPaths):
 
     @classmethod
     def from_env(cls, **overrides: str | None) -> Folders:
-        """Explicit values first, then ``IMGCLS_*_DIR`` environment variables, then defaults;
+        """Explicit values first, then ``IMGCLS_*_DIR`` environment variables, then the project's
+        ``imgcls.yaml`` (its relative paths are relative to its folder), then defaults; other
         relative paths stay relative to the current folder."""
+        project = read_project_settings().folders
         return cls(
             **{
-                name: overrides.get(name) or os.environ.get(env_var, default)
+                name: overrides.get(name) or os.environ.get(env_var) or project.get(name, default)
                 for name, (env_var, default) in FOLDER_ENV_VARS.items()
             }
         )

@@ -1,15 +1,17 @@
-"""Where settings come from: the defaults, a settings file, flags typed by a user, in that order.
+"""Where settings come from: the defaults, settings files, flags typed by a user, in that order.
 
 Every source ends in ``PipelineConfig.from_flat``, so the model in ``core/settings.py`` is the
-only validation; this module only turns text into values of the field's type.
+only validation; this module turns text into values of the field's type, and checks each value a
+file sets on its own so that a bad one is reported with the file's name.
 """
 
 from __future__ import annotations
 
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
 from pydantic import TypeAdapter, ValidationError
@@ -22,6 +24,19 @@ from imgcls_pipeline.core.settings_errors import did_you_mean, value_sentence, w
 # Spellings the original specification's train.py used on its command line.
 ALIASES = {"accum_steps": "gradient_accumulation_steps"}
 _NONE_WORDS = ("none", "null", "")
+# Folders are deployment settings, not pipeline settings (core/folders.py), but a settings file
+# may name them too.
+FOLDER_NAMES = ("data_dir", "splits_dir", "checkpoint_dir", "artifacts_dir")
+
+
+@dataclass(frozen=True)
+class SettingsFile:
+    """What one settings file sets: folders (relative ones made relative to the file's folder) and
+    settings, each value already of its field's type and within its limits."""
+
+    path: Path | None = None
+    folders: dict[str, str] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
 
 
 def flag_names() -> list[str]:
@@ -65,10 +80,10 @@ def parse_flag(flag: str, text: str, field: FieldInfo) -> Any:
         raise UserError(value_sentence(f"--{flag}", field, problem, f"'{text}'")) from None
 
 
-def read_settings_file(path: str | Path) -> dict[str, Any]:
-    """A YAML file of ``name: value`` lines, as the flags (``seed: 7``, ``class_names: [a, b]``);
-    the sections of ``PipelineConfig.to_dict()`` (``training: {total_epochs: 4}``) are read too,
-    each holding only its own settings."""
+def read_settings_file(path: str | Path) -> SettingsFile:
+    """A YAML file of ``name: value`` lines, as the flags (``seed: 7``, ``class_names: [a, b]``,
+    ``data_dir: photos``); the sections of ``PipelineConfig.to_dict()`` (``training:
+    {total_epochs: 4}``) are read too, each holding only its own settings."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -84,9 +99,14 @@ def read_settings_file(path: str | Path) -> dict[str, Any]:
             f"Settings file {path} is not valid YAML ({describe(error)}); write name: value lines."
         ) from None
     if raw is None:
-        return {}
+        return SettingsFile(path)
     if not isinstance(raw, dict):
         raise UserError(f"Settings file {path} must hold name: value lines, e.g. seed: 7.")
+    folders = {
+        str(name): _folder(path, str(name), raw.pop(name))
+        for name in list(raw)
+        if name in FOLDER_NAMES
+    }
     values: dict[str, Any] = {}
     written_as: dict[str, str] = {}  # setting → how the file wrote it, to refuse one set twice
     for key, value in raw.items():
@@ -101,8 +121,33 @@ def read_settings_file(path: str | Path) -> dict[str, Any]:
                     f"'{where}'); keep one."
                 )
             written_as[setting] = where
-            values[setting] = item
-    return values
+            values[setting] = _checked_value(path, setting, item)
+    return SettingsFile(path, folders, values)
+
+
+def _folder(path: Path, name: str, value: Any) -> str:
+    """A folder a settings file names; a relative one is relative to the file's own folder, so
+    the file means the same folders wherever a command or the UI is started."""
+    if not isinstance(value, str) or not value.strip():
+        raise UserError(
+            f"Settings file {path}: {name} must be a folder path such as {name.removesuffix('_dir')}, "
+            f"not {value!r}."
+        )
+    return str(path.parent / Path(value).expanduser())
+
+
+def _checked_value(path: Path, setting: str, value: Any) -> Any:
+    """``value`` checked against the setting's type and limits alone, so that the error names the
+    file; rules between settings (the split ratios add up to 1) are checked once all are merged."""
+    field = setting_fields()[setting][1]
+    try:
+        return TypeAdapter(Annotated[field.annotation, field]).validate_python(value)
+    except ValidationError as error:
+        problem = error.errors()[0]["type"]
+        shown = repr(value) if isinstance(value, str) else str(value)
+        raise UserError(
+            f"Settings file {path}: {value_sentence(setting, field, problem, shown)}"
+        ) from None
 
 
 def _section_entries(path: Path, section: str, value: Any) -> dict[Any, Any]:
@@ -151,12 +196,13 @@ def _section_settings(section: str) -> list[str]:
 def resolve_settings(
     *,
     base: Mapping[str, Any] | None = None,
-    settings_file: str | Path | None = None,
+    files: Sequence[SettingsFile] = (),
     flags: Mapping[str, str] | None = None,
 ) -> PipelineConfig:
-    """Defaults < ``base`` (a command's own defaults, e.g. the demo's) < the file < the flags."""
+    """Defaults < ``base`` (a command's own defaults, e.g. the demo's) < each file in turn < the
+    flags."""
     values: dict[str, Any] = dict(base or {})
-    if settings_file is not None:
-        values.update(read_settings_file(settings_file))
+    for settings_file in files:
+        values.update(settings_file.settings)
     values.update(parse_setting_flags(flags or {}))
     return PipelineConfig.from_flat(values)

@@ -20,7 +20,9 @@ CHECK_EVERY_SECONDS = 60 * 60
 def retrain_run_config(instance: dg.DagsterInstance) -> dict:
     """The settings of the run that produced the current model (backbone, image size, class
     names, ...), so a scheduled re-training trains the same way; plus ``fresh``, because new
-    photos change train.csv and a checkpoint is never resumed against other splits."""
+    photos change train.csv and a checkpoint is never resumed against other splits. Settings that
+    run left to its defaults take the project's imgcls.yaml (the run config classes' defaults),
+    and the photo folder is the ``paths`` resource's, read from the same file."""
     ops: dict = {}
     event = instance.get_latest_materialization_event(dg.AssetKey("trained_checkpoint"))
     run = instance.get_run_by_id(event.run_id) if event is not None else None

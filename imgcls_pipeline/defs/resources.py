@@ -19,5 +19,6 @@ class PipelinePaths(FolderPaths, dg.ConfigurableResource):
 
     @classmethod
     def from_env(cls, **overrides: str | None) -> PipelinePaths:
-        """Folders from ``IMGCLS_*_DIR`` environment variables, defaults, or explicit overrides."""
+        """Explicit overrides, else ``IMGCLS_*_DIR`` environment variables, else the project's
+        ``imgcls.yaml``, else defaults (``Folders.from_env``)."""
         return cls(**dataclasses.asdict(Folders.from_env(**overrides)))

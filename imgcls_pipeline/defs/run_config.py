@@ -3,26 +3,63 @@
 Each class inherits its fields, defaults, descriptions and constraints from the core models, so
 the launchpad shows the same settings as the ``imgcls`` flags and rejects a bad value with the
 same sentence. The run config stays flat: one key per setting under each asset.
+
+A setting the project's ``imgcls.yaml`` sets is that field's default instead: "Materialize all"
+(an empty run config) then runs with the project's settings, and the launchpad shows them. The
+file is read when the code location loads, so "Reload" in the UI picks up an edit.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import dagster as dg
+import pydantic
+from pydantic.fields import FieldInfo
 
 from imgcls_pipeline.core import settings
+from imgcls_pipeline.core.project_settings import read_project_settings
 from imgcls_pipeline.core.settings import PipelineConfig
 
 
+def with_defaults[C: type[dg.Config]](config_class: C, values: Mapping[str, Any]) -> C:
+    """``config_class`` with the values of its settings found in ``values`` as their defaults
+    (descriptions and constraints kept); the class itself when ``values`` sets none of them."""
+    fields = {
+        name: (
+            field.annotation,
+            FieldInfo.merge_field_infos(field, default=values[name], default_factory=None),
+        )
+        for name, field in config_class.model_fields.items()
+        if name in values
+    }
+    if not fields:
+        return config_class
+    return pydantic.create_model(  # type: ignore[call-overload]
+        config_class.__name__,
+        __base__=config_class,
+        __module__=config_class.__module__,
+        __doc__=config_class.__doc__,
+        **fields,
+    )
+
+
+def project_defaults[C: type[dg.Config]](config_class: C) -> C:
+    return with_defaults(config_class, read_project_settings().settings)
+
+
+@project_defaults
 class IdGroupsConfig(settings.PhotoSelection, dg.Config):
     pass
 
 
+@project_defaults
 class SplitsConfig(settings.SplitRatios, settings.SeedSetting, dg.Config):
     pass
 
 
+@project_defaults
 class TrainedCheckpointConfig(
     settings.ModelConfig,
     settings.TrainingConfig,
@@ -38,15 +75,18 @@ class TrainedCheckpointConfig(
         return PipelineConfig.from_flat(self.model_dump())
 
 
+@project_defaults
 class EmbeddingsConfig(settings.EmbeddingBatchSetting, settings.FlipTtaSetting, dg.Config):
     pass
 
 
+@project_defaults
 class FaissIndexConfig(settings.IndexTypeSetting, dg.Config):
     pass
 
 
 # Not "EvaluationConfig": that is the core's whole evaluation section, with more fields.
+@project_defaults
 class EvaluationRunConfig(
     settings.RecallSetting, settings.ReportSettings, settings.RerankSettings, dg.Config
 ):

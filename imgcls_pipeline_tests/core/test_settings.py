@@ -303,18 +303,18 @@ def test_a_settings_file_holds_flat_names_or_the_stored_sections(tmp_path: Path)
     flat.write_text("seed: 3\nclass_names: [cat, dog]\naccum_steps: 2\nuse_bf16: null\n")
     nested = tmp_path / "nested.yaml"
     nested.write_text("seed: 3\ndata:\n  class_names: [cat, dog]\ntraining:\n  total_epochs: 4\n")
-    assert read_settings_file(flat) == {
+    assert read_settings_file(flat).settings == {
         "seed": 3,
         "class_names": ["cat", "dog"],
         "gradient_accumulation_steps": 2,
         "use_bf16": None,
     }
-    assert read_settings_file(nested) == {
+    assert read_settings_file(nested).settings == {
         "seed": 3,
         "class_names": ["cat", "dog"],
         "total_epochs": 4,
     }
-    config = resolve_settings(settings_file=nested)
+    config = resolve_settings(files=[read_settings_file(nested)])
     assert (config.seed, config.data.class_names, config.training.total_epochs) == (
         3,
         ["cat", "dog"],
@@ -328,14 +328,28 @@ def test_a_settings_file_holds_flat_names_or_the_stored_sections(tmp_path: Path)
         ("sed: 3\n", r"settings\.yaml has an unknown setting 'sed'\. Did you mean seed\?"),
         ("- seed\n", r"settings\.yaml must hold name: value lines"),
         ("seed: [1\n", r"settings\.yaml is not valid YAML"),
-        ("top_k: 0\n", r"^top_k must be above 0, not 0\.$"),
+        ("top_k: 0\n", r"settings\.yaml: top_k must be above 0, not 0\.$"),
+        ("use_bf16: maybe\n", r"settings\.yaml: use_bf16 takes true or false or none, not 'maybe'"),
+        ("data_dir: [a, b]\n", r"settings\.yaml: data_dir must be a folder path such as data"),
     ],
 )
 def test_a_bad_settings_file_is_one_sentence(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "settings.yaml"
     path.write_text(text)
     with pytest.raises(UserError, match=message):
-        resolve_settings(settings_file=path)
+        read_settings_file(path)
+
+
+def test_a_settings_files_folders_are_relative_to_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "project" / "settings.yaml"
+    path.parent.mkdir()
+    path.write_text("data_dir: photos\nartifacts_dir: /srv/artifacts\nseed: 3\n")
+    read = read_settings_file(path)
+    assert read.folders == {
+        "data_dir": str(path.parent / "photos"),
+        "artifacts_dir": "/srv/artifacts",
+    }
+    assert read.settings == {"seed": 3}
 
 
 @pytest.mark.parametrize(
@@ -387,7 +401,7 @@ def test_a_settings_file_section_holds_only_its_own_settings(
 def test_an_empty_section_in_a_settings_file_sets_nothing(tmp_path: Path) -> None:
     path = tmp_path / "settings.yaml"
     path.write_text("seed: 3\ndata:\n")  # every line under data: commented out
-    assert read_settings_file(path) == {"seed": 3}
+    assert read_settings_file(path).settings == {"seed": 3}
 
 
 def test_a_setting_and_its_alias_on_one_command_line_are_refused() -> None:
@@ -403,7 +417,7 @@ def test_a_missing_settings_file_names_the_path(tmp_path: Path) -> None:
     with pytest.raises(
         UserError, match=r"missing\.yaml cannot be read .*check the --settings path"
     ):
-        resolve_settings(settings_file=tmp_path / "missing.yaml")
+        read_settings_file(tmp_path / "missing.yaml")
 
 
 def test_precedence_is_defaults_then_base_then_file_then_flags(tmp_path: Path) -> None:
@@ -411,7 +425,7 @@ def test_precedence_is_defaults_then_base_then_file_then_flags(tmp_path: Path) -
     path.write_text("total_epochs: 4\nseed: 3\n")
     config = resolve_settings(
         base={"total_epochs": 12, "top_k": 10, "seed": 1},
-        settings_file=path,
+        files=[read_settings_file(path)],
         flags={"seed": "9"},
     )
     assert config.training.total_epochs == 4  # the file beats the command's own default
@@ -423,7 +437,7 @@ def test_precedence_is_defaults_then_base_then_file_then_flags(tmp_path: Path) -
 def test_ratios_are_checked_after_every_source_is_merged(tmp_path: Path) -> None:
     path = tmp_path / "settings.yaml"
     path.write_text("train_ratio: 0.8\nval_ratio: 0.1\n")  # sums to 1 only with the flag
-    config = resolve_settings(settings_file=path, flags={"test_ratio": "0.1"})
+    config = resolve_settings(files=[read_settings_file(path)], flags={"test_ratio": "0.1"})
     assert (config.data.train_ratio, config.data.val_ratio, config.data.test_ratio) == (
         0.8,
         0.1,
