@@ -154,9 +154,7 @@ def _not_a_flag_of(command: str, name: str) -> str:
             f" (the split tables decide which photos and classes `imgcls {command}` uses: "
             f"pass --{name} to `imgcls split`, which rewrites them)"
         )
-    return (
-        f"--{name} is a flag of {_commands_text(others)}, not of `imgcls {command}`{why}; {see}"
-    )
+    return f"--{name} is a flag of {_commands_text(others)}, not of `imgcls {command}`{why}; {see}"
 
 
 def _commands_text(commands: Iterable[str]) -> str:

@@ -35,7 +35,10 @@ OPTION_HELP: dict[str | tuple[str, str], tuple[str, str]] = {
         for env, default in [FOLDER_ENV_VARS[name]]
     },
     "output_dir": ("DIR", "Same as --splits_dir: where the split tables are written."),
-    "dir": ("DIR", "Folder for the demo's photos, splits, checkpoints and artifacts. Default: demo"),
+    "dir": (
+        "DIR",
+        "Folder for the demo's photos, splits, checkpoints and artifacts. Default: demo",
+    ),
     "checkpoint": ("FILE", "Model checkpoint. Default: best_model.pt in the checkpoint folder"),
     "split": ("val|test", "Split to evaluate against the train gallery. Default: val"),
     "index_dir": ("DIR", "Saved index (faiss.index, gallery.csv). Default: index in artifacts"),
