@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from dagster_pipes import PipesContext, PipesEnvVarParamsLoader, open_dagster_pipes
-from tqdm import tqdm
 
+from imgcls_pipeline.core import progress
 from imgcls_pipeline.core.errors import UserError
 from imgcls_pipeline.core.hardware import (
     HardwareSettings,
@@ -90,7 +90,7 @@ def _logger(pipes: PipesContext | None, echo: bool):
 
     def both(message: str) -> None:
         pipes.log.info(message)
-        tqdm.write(message)
+        progress.write(message)
 
     return both
 

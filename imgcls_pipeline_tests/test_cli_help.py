@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from imgcls_pipeline.cli import main
-from imgcls_pipeline.cli.assets import ASSETS
 from imgcls_pipeline.cli.flags import COMMAND_SETTINGS, parse_flags
 from imgcls_pipeline.core.errors import UserError
+from imgcls_pipeline.defs.jobs import COMMAND_ASSETS
 from imgcls_pipeline.defs.run_config import ASSET_CONFIGS
 
 
@@ -66,11 +66,11 @@ def test_the_alias_belongs_to_the_command_of_its_setting() -> None:
         parse_flags(["--accum_steps", "2"], "index")
 
 
-@pytest.mark.parametrize("command", ["split", "train", "index", "pipeline"])
+@pytest.mark.parametrize("command", ["split", "train", "index", "pipeline", "demo"])
 def test_dagster_commands_take_exactly_the_settings_of_their_assets(command: str) -> None:
     used = {
         name
-        for asset in ASSETS[command]
+        for asset in COMMAND_ASSETS[command]
         if asset in ASSET_CONFIGS
         for name in ASSET_CONFIGS[asset].model_fields
     }

@@ -148,7 +148,9 @@ def _not_a_flag_of(command: str, name: str) -> str:
         hint = did_you_mean(name, command_flags(command), "--")
         return f"Unknown flag --{name} for `imgcls {command}`.{hint} S{see[1:]}"
     why = ""
-    if ALIASES.get(name, name) in _SPLIT and command != "split":
+    if (command, name) == ("predict", "flip_tta"):
+        why = " (predict embeds photos as the index's gallery was, which its info.json records)"
+    elif ALIASES.get(name, name) in _SPLIT and command != "split":
         # The split tables fix the photos and classes that training and search use.
         why = (
             f" (the split tables decide which photos and classes `imgcls {command}` uses: "

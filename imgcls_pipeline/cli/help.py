@@ -41,7 +41,7 @@ OPTION_HELP: dict[str | tuple[str, str], tuple[str, str]] = {
     ),
     "checkpoint": ("FILE", "Model checkpoint. Default: best_model.pt in the checkpoint folder"),
     "split": ("val|test", "Split to evaluate against the train gallery. Default: val"),
-    "index_dir": ("DIR", "Saved index (faiss.index, gallery.csv). Default: index in artifacts"),
+    "index_dir": ("DIR", "Saved index (gallery.faiss, gallery.csv). Default: index in artifacts"),
     "open_set_threshold": (
         "float",
         "Answer 'unknown' when the nearest gallery photo's cosine similarity is below this "

@@ -79,13 +79,13 @@ def test_classify_with_flip_tta_sees_a_photo_and_its_mirror_image_alike(tmp_path
     index = build_index(np.random.default_rng(1).normal(size=(3, 6)).astype(np.float32))
     paths = [tmp_path / "photo.png", tmp_path / "mirror.png"]
 
-    def distances(flip_tta: bool) -> list[list[float]]:
+    def similarities(flip_tta: bool) -> list[list[float]]:
         found = inference.classify(loaded, index, gallery, paths, top_k=3, flip_tta=flip_tta)
-        return [[n["distance"] for n in p.neighbours] for p in found]
+        return [[n["similarity"] for n in p.neighbours] for p in found]
 
-    photo, mirror = distances(flip_tta=True)
-    assert photo == pytest.approx(mirror, abs=1e-5)
-    photo, mirror = distances(flip_tta=False)
+    photo, mirror = similarities(flip_tta=True)
+    assert photo == pytest.approx(mirror, abs=1e-4)  # similarities are rounded to 4 decimals
+    photo, mirror = similarities(flip_tta=False)
     assert photo != pytest.approx(mirror, abs=1e-3)
 
 
@@ -120,7 +120,9 @@ def test_classify_reranks_as_evaluation_does(tmp_path):
     reranker = Reranker.build(index, settings)
     distances, rows = search(reranker.index, reranker.queries(embedded), 8)
     assert [n["image_path"] for n in found.neighbours] == [gallery.image_path[r] for r in rows[0]]
-    assert [n["distance"] for n in found.neighbours] == pytest.approx(distances[0].tolist())
-    assert [n["distance"] for n in found.neighbours] != pytest.approx(
-        [n["distance"] for n in plain.neighbours]
+    # Cosine similarity of unit vectors from the squared L2 distance: 1 - d/2.
+    expected = (1.0 - distances[0] / 2.0).tolist()
+    assert [n["similarity"] for n in found.neighbours] == pytest.approx(expected, abs=1e-4)
+    assert [n["similarity"] for n in found.neighbours] != pytest.approx(
+        [n["similarity"] for n in plain.neighbours]
     )
