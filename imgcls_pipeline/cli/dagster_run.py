@@ -12,6 +12,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from imgcls_pipeline.core import progress
 from imgcls_pipeline.core.errors import UserError
 from imgcls_pipeline.core.settings import PipelineConfig
 from imgcls_pipeline.definitions import defs
@@ -35,6 +36,8 @@ def materialize(
     run_config = run_config_for(config, COMMAND_ASSETS[command])
     run_config["resources"] = {"paths": {"config": paths.model_dump()}}
     run_config["loggers"] = {"console": {"config": {"log_level": "CRITICAL"}}}
+    # Bars or plain lines: the step and the training process see Dagster's capture pipe.
+    os.environ.setdefault(progress.TERMINAL_ENV, "1" if progress.on_terminal() else "0")
     instance = _instance()
     run_id = str(uuid.uuid4())
     instance.add_event_listener(run_id, print_event)

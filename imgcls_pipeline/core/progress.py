@@ -3,6 +3,7 @@ every ``PLAIN_EVERY_SECONDS`` when the output goes to a file or pipe (no bar gar
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Iterable, Iterator
@@ -10,10 +11,14 @@ from collections.abc import Iterable, Iterator
 from tqdm import tqdm
 
 PLAIN_EVERY_SECONDS = 30.0
+# Set by `imgcls` from its own stderr before Dagster starts: inside a run, Dagster captures a
+# step's output through a pipe (mirrored to the terminal), so the step cannot ask isatty() itself.
+TERMINAL_ENV = "IMGCLS_TERMINAL"
 
 
 def on_terminal() -> bool:
-    return sys.stderr.isatty()
+    told = os.environ.get(TERMINAL_ENV)
+    return told == "1" if told in ("0", "1") else sys.stderr.isatty()
 
 
 def progress[T](
