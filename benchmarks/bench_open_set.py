@@ -44,29 +44,14 @@ def predictions(paths: list[str], out: Path, folders: list[str], env, *extra: st
     return json.loads(out.read_text(encoding="utf-8"))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--per_class", type=int, default=60)
-    parser.add_argument("--size", type=int, default=64)
-    parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--thresholds", default="0.3,0.4,0.5,0.6")
-    parser.add_argument("--out_dir", type=Path, default=Path("bench_out/open_set"))
-    args = parser.parse_args()
-    work = args.out_dir.resolve()
-    work.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "DAGSTER_HOME": str(work / "dagster"), "CUDA_VISIBLE_DEVICES": ""}
-    (work / "dagster").mkdir(exist_ok=True)
-
+def train_and_index(args: argparse.Namespace, work: Path, folders: list[str], env) -> None:
     images, labels = quality_data.read_fashion_mnist()
     picked = quality_data.pick_per_class(labels, args.per_class)
     names = np.array(quality_data.CLASS_NAMES)[labels[picked]]
     known, held = picked[np.isin(names, KNOWN)], picked[np.isin(names, HELD_OUT)]
-    data = quality_data.write_photos(work / "data", images[known], labels[known], args.size)
-    unknown = quality_data.write_photos(work / "unknown", images[held], labels[held], args.size)
+    quality_data.write_photos(work / "data", images[known], labels[known], args.size)
+    quality_data.write_photos(work / "unknown", images[held], labels[held], args.size)
     weights = quality_data.convert_lite0_weights(work / "tf_efficientnet_lite0.pth")
-    folders = ["--data_dir", str(data), "--splits_dir", str(work / "splits")]
-    folders += ["--checkpoint_dir", str(work / "checkpoints")]
-    folders += ["--artifacts_dir", str(work / "artifacts")]
     imgcls("split", *folders, "--min_image_size", str(args.size), env=env)
     imgcls(
         "train",
@@ -85,6 +70,30 @@ def main() -> None:
         env=env,
     )
     imgcls("index", *folders, env=env)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--per_class", type=int, default=60)
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--thresholds", default="0.7,0.75,0.8")
+    parser.add_argument(
+        "--reuse", action="store_true", help="keep the model and index of an earlier run"
+    )
+    parser.add_argument("--out_dir", type=Path, default=Path("bench_out/open_set"))
+    args = parser.parse_args()
+    work = args.out_dir.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "DAGSTER_HOME": str(work / "dagster"), "CUDA_VISIBLE_DEVICES": ""}
+    (work / "dagster").mkdir(exist_ok=True)
+
+    data, unknown = work / "data", work / "unknown"
+    folders = ["--data_dir", str(data), "--splits_dir", str(work / "splits")]
+    folders += ["--checkpoint_dir", str(work / "checkpoints")]
+    folders += ["--artifacts_dir", str(work / "artifacts")]
+    if not (args.reuse and (work / "artifacts" / "index").is_dir()):
+        train_and_index(args, work, folders, env)
 
     test = pd.read_csv(work / "splits" / "test.csv", dtype=str)
     known_paths = [str(data / p) for p in test["image_path"]]
