@@ -304,7 +304,6 @@ def project_scores(
         "backbone": quality_data.TIMM_NAME,
         "pretrained_path": weights,
         "image_size": size,
-        "min_image_size": MIN_IMAGE_SIZE,
         "total_epochs": args.epochs,
         "warmup_epochs": args.warmup_epochs,
         "samples_per_class": args.samples_per_class,

@@ -6,6 +6,7 @@ from imgcls_pipeline.defs import (
     automation,
     data_assets,
     data_checks,
+    jobs,
     search_assets,
     training_assets,
 )
@@ -15,7 +16,7 @@ from imgcls_pipeline.defs.resources import PipelinePaths
 defs = dg.Definitions(
     assets=dg.load_assets_from_modules([data_assets, training_assets, search_assets]),
     asset_checks=dg.load_asset_checks_from_modules([data_checks, search_assets]),
-    jobs=[automation.retrain_job],
+    jobs=[automation.retrain_job, *jobs.command_jobs],
     sensors=[automation.new_photos_sensor],
     resources={
         "paths": PipelinePaths.from_env(),

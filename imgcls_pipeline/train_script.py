@@ -28,8 +28,8 @@ from typing import Any
 
 import torch
 from dagster_pipes import PipesContext, PipesEnvVarParamsLoader, open_dagster_pipes
-from tqdm import tqdm
 
+from imgcls_pipeline.core import progress
 from imgcls_pipeline.core.errors import UserError, describe
 from imgcls_pipeline.core.hardware import (
     HardwareSettings,
@@ -96,7 +96,7 @@ def _logger(pipes: PipesContext | None, echo: bool):
 
     def both(message: str) -> None:
         pipes.log.info(message)
-        tqdm.write(message)
+        progress.write(message)
 
     return both
 

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from imgcls_pipeline.cli import main
+from imgcls_pipeline.core.hashing import file_sha256
 from imgcls_pipeline.core.search import index as search
 
 
@@ -26,7 +27,8 @@ def test_evaluate_takes_its_default_checkpoint_from_the_checkpoint_folder(
     assert main(["evaluate"]) == 2
     expected = tmp_path / "my_checkpoints" / "best_model.pt"
     assert one_error_line(capsys) == (
-        f"error: Checkpoint {expected} does not exist; train first or pass an existing file."
+        f"error: No trained model at {expected}: run `imgcls train` first, or pass "
+        "--checkpoint FILE to use another one."
     )
 
 
@@ -54,7 +56,8 @@ def test_predict_takes_its_default_checkpoint_from_the_checkpoint_folder(
     assert main(["predict", "photo.jpg"]) == 2
     expected = tmp_path / "my_checkpoints" / "best_model.pt"
     assert one_error_line(capsys) == (
-        f"error: Checkpoint {expected} does not exist; train first or pass an existing file."
+        f"error: No trained model at {expected}: run `imgcls train` first, or pass "
+        "--checkpoint FILE to use another one."
     )
 
 
@@ -65,34 +68,44 @@ def test_evaluate_names_the_splits_it_can_evaluate(capsys: pytest.CaptureFixture
 
 @pytest.mark.parametrize("gallery_tta", [False, True])
 def test_predict_embeds_queries_as_the_gallery_was_embedded(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gallery_tta: bool
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    gallery_tta: bool,
 ) -> None:
-    from imgcls_pipeline.cli import predict
+    from imgcls_pipeline.core.search import inference
 
     frame = pd.DataFrame({"image_path": ["a/1.jpg"], "class_name": ["a"], "object_id": ["1"]})
     folder = tmp_path / "index"
+    (tmp_path / "best_model.pt").write_bytes(b"weights")
     search.save_index(
         search.build_index(np.eye(1, 8, dtype=np.float32)),
         frame,
         folder,
         checkpoint="x/best_model.pt",
-        checkpoint_sha256="ab" * 32,
+        checkpoint_sha256=file_sha256(tmp_path / "best_model.pt"),
         index_type="flat",
         flip_tta=gallery_tta,
     )
     (tmp_path / "photo.jpg").write_bytes(b"")
     seen = {}
-    monkeypatch.setattr(predict, "load_model", lambda checkpoint: None)
-    monkeypatch.setattr(predict, "classify", lambda *args, **kwargs: seen.update(kwargs) or [])
-    # --flip_tta says the opposite of the index: the index wins, or distances would be skewed.
-    flag = "false" if gallery_tta else "true"
+    monkeypatch.setattr(inference, "load_model", lambda checkpoint: None)
+    monkeypatch.setattr(inference, "classify", lambda *args, **kwargs: seen.update(kwargs) or [])
+    # The settings file says the opposite of the index: the index wins, or similarities would
+    # be skewed; the flag itself is refused.
+    settings = tmp_path / "settings.yaml"
+    settings.write_text(f"flip_tta: {'false' if gallery_tta else 'true'}\n")
     tokens = [
         "predict",
         "--index_dir",
         str(folder),
-        "--flip_tta",
-        flag,
+        "--checkpoint",
+        str(tmp_path / "best_model.pt"),
+        "--settings",
+        str(settings),
         str(tmp_path / "photo.jpg"),
     ]
     assert main(tokens) == 0
     assert seen["flip_tta"] is gallery_tta
+    assert main([*tokens, "--flip_tta", "true"]) == 2
+    assert "which its info.json records" in capsys.readouterr().err

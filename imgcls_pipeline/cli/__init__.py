@@ -1,28 +1,19 @@
 """``imgcls``: the original specification's scripts as one command over the same Dagster assets.
 
-    imgcls demo                                   # built-in example, whole pipeline, on the CPU
-    imgcls split    --data_dir ./data --output_dir ./splits
-    imgcls train    --data_dir ./data --splits_dir ./splits [--fresh]
-    imgcls index    --data_dir ./data --splits_dir ./splits   # embeddings + Faiss index + val
-    imgcls evaluate --checkpoint ./checkpoints/best_model.pt --split val|test
-    imgcls predict  --checkpoint ./checkpoints/best_model.pt PHOTO_OR_FOLDER...
-
-Every setting of ``core/settings.py`` is also a flag: ``--seed 7``, ``--min_image_size=128``,
-``--class_names a,b``, ``--use_bf16=false``; ``--settings FILE`` reads them from a YAML file
-(flags win over it). Runs are recorded in the Dagster instance of
-``DAGSTER_HOME`` (or of the current folder when it holds ``dagster.yaml``), so ``dagster dev``
-shows what the command materialized.
+``imgcls -h`` lists the commands; ``imgcls COMMAND -h`` (or ``imgcls help COMMAND``) a command's
+flags, with each setting's type, default and description from ``core/settings.py``.
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import sys
 from collections.abc import Sequence
 
 from imgcls_pipeline.cli.flags import parse_flags
+from imgcls_pipeline.cli.help import command_help, overview
 from imgcls_pipeline.core.errors import UserError
+from imgcls_pipeline.core.settings_errors import did_you_mean
 
 __all__ = ["main", "parse_flags"]
 
@@ -38,17 +29,30 @@ COMMAND_MODULES = {
     "evaluate": "evaluate",
     "predict": "predict",
 }
+_HELP_FLAGS = ("-h", "--help")
 
 
 def run(argv: Sequence[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog="imgcls", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("command", choices=sorted(COMMAND_MODULES))
-    parser.add_argument("flags", nargs=argparse.REMAINDER)
-    args = parser.parse_args(argv)
-    module = importlib.import_module(f"imgcls_pipeline.cli.{COMMAND_MODULES[args.command]}")
-    return module.run(args.command, args.flags)
+    if not argv or argv[0] in _HELP_FLAGS:
+        print(overview(), file=sys.stdout if argv else sys.stderr)
+        return 0 if argv else 2
+    command, tokens = argv[0], list(argv[1:])
+    if command == "help":
+        if not tokens:
+            print(overview())
+            return 0
+        command, tokens = tokens[0], [_HELP_FLAGS[0]]
+    if command not in COMMAND_MODULES:
+        hint = did_you_mean(command, list(COMMAND_MODULES))
+        raise UserError(
+            f"Unknown command '{command}'.{hint} Commands: {', '.join(COMMAND_MODULES)}; "
+            "see `imgcls --help`."
+        )
+    if any(token in _HELP_FLAGS for token in tokens):
+        print(command_help(command))
+        return 0
+    module = importlib.import_module(f"imgcls_pipeline.cli.{COMMAND_MODULES[command]}")
+    return module.run(command, tokens)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,21 +1,20 @@
 """``imgcls evaluate``: the original specification's evaluate.py, without Dagster.
 
-Any checkpoint, any split, scored against the train split as the gallery.
+Any checkpoint, any split, scored against the train split as the gallery. The checkpoint, the
+tables and the data folder are checked before torch is imported.
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from imgcls_pipeline.cli.flags import read_command_line, refuse_arguments
+from imgcls_pipeline.cli.preflight import check_checkpoint, check_data_folder, check_split_tables
 from imgcls_pipeline.core.data.split_files import read_split
 from imgcls_pipeline.core.errors import UserError
 from imgcls_pipeline.core.folders import Folders
-from imgcls_pipeline.core.search.evaluation import evaluate_split
-from imgcls_pipeline.core.search.evaluation_store import metrics_markdown_table, write_report
-from imgcls_pipeline.core.search.index import build_index
-from imgcls_pipeline.core.search.inference import embed_frame, load_model
 from imgcls_pipeline.core.settings import EVAL_SPLITS
 from imgcls_pipeline.core.training.checkpoint import BEST
 
@@ -30,7 +29,16 @@ def run(command: str, tokens: Sequence[str]) -> int:
     folders = Folders.from_env(
         data_dir=options.get("data_dir"), splits_dir=options.get("splits_dir")
     )
-    checkpoint = options.get("checkpoint") or str(folders.checkpoints / BEST)
+    checkpoint = Path(options.get("checkpoint") or folders.checkpoints / BEST)
+    check_checkpoint(checkpoint, "--checkpoint FILE")
+    check_split_tables(folders.splits, ["train", split])
+    check_data_folder(folders.data)
+    # torch, Faiss and the model: only once the checks have passed.
+    from imgcls_pipeline.core.search.evaluation import evaluate_split
+    from imgcls_pipeline.core.search.evaluation_store import metrics_markdown_table, write_report
+    from imgcls_pipeline.core.search.index import build_index
+    from imgcls_pipeline.core.search.inference import embed_frame, load_model
+
     loaded = load_model(checkpoint)
     gallery = read_split(folders.splits, "train")
     queries = read_split(folders.splits, split)
@@ -43,8 +51,12 @@ def run(command: str, tokens: Sequence[str]) -> int:
         "progress": True,
         "flip_tta": config.evaluation.flip_tta,
     }
-    gallery_vectors = embed_frame(loaded, gallery, folders.data, **embedding)
-    query_vectors = embed_frame(loaded, queries, folders.data, **embedding)
+    gallery_vectors = embed_frame(
+        loaded, gallery, folders.data, desc="embedding train", **embedding
+    )
+    query_vectors = embed_frame(
+        loaded, queries, folders.data, desc=f"embedding {split}", **embedding
+    )
     result = evaluate_split(
         queries,
         query_vectors,

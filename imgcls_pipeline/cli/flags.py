@@ -1,16 +1,24 @@
-"""The command line of every ``imgcls`` command: folder flags, setting flags and arguments."""
+"""The command line of every ``imgcls`` command: folder flags, setting flags and arguments.
+
+Each command takes the settings its work reads (``COMMAND_SETTINGS``) and its own options
+(``COMMAND_FLAGS``); any other flag is an error naming the commands that take it, so a setting
+is never silently ignored.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import BaseModel
+
+from imgcls_pipeline.core import settings as s
 from imgcls_pipeline.core.errors import UserError
 from imgcls_pipeline.core.project_settings import command_line_settings
 from imgcls_pipeline.core.settings import PipelineConfig
 from imgcls_pipeline.core.settings_errors import did_you_mean
-from imgcls_pipeline.core.settings_sources import flag_names
+from imgcls_pipeline.core.settings_sources import ALIASES
 
 _FOLDERS = {name: name for name in ("data_dir", "splits_dir", "checkpoint_dir", "artifacts_dir")}
 # Each command's own flags (as the original scripts named them) → the option they set.
@@ -23,10 +31,56 @@ COMMAND_FLAGS: dict[str, dict[str, str]] = {
     "evaluate": {
         name: name for name in ("checkpoint", "split", "data_dir", "splits_dir", "output")
     },
-    "predict": {name: name for name in ("checkpoint", "index_dir", "artifacts_dir", "output")},
+    "predict": {
+        name: name
+        for name in (
+            "checkpoint",
+            "index_dir",
+            "checkpoint_dir",
+            "artifacts_dir",
+            "output",
+            "open_set_threshold",
+        )
+    },
 }
 # A YAML file of settings (name: value), for every command; flags on the command line win.
 SETTINGS_FILE_FLAG = "settings"
+
+
+def _fields(*groups: type[BaseModel]) -> frozenset[str]:
+    return frozenset(name for group in groups for name in group.model_fields)
+
+
+# The settings each command's work reads: the run config of the assets it materializes (a test
+# pins these against defs/run_config.py), or what evaluate and predict use.
+_SPLIT = _fields(s.PhotoSelection, s.SplitRatios, s.SeedSetting)
+_TRAIN = _fields(
+    s.ModelConfig,
+    s.TrainingConfig,
+    s.AugmentationConfig,
+    s.ImageSizeSetting,
+    s.SeedSetting,
+    s.RecallSetting,
+)
+_INDEX = _fields(
+    s.EmbeddingBatchSetting,
+    s.FlipTtaSetting,
+    s.IndexTypeSetting,
+    s.RecallSetting,
+    s.ReportSettings,
+    s.RerankSettings,
+)
+_SEARCH = _fields(s.RerankSettings) | {"top_k", "embedding_batch_size"}
+COMMAND_SETTINGS: dict[str, frozenset[str]] = {
+    "split": _SPLIT,
+    "train": _TRAIN,
+    "index": _INDEX,
+    "pipeline": _SPLIT | _TRAIN | _INDEX,
+    "demo": _SPLIT | _TRAIN | _INDEX,
+    "evaluate": _SEARCH | _fields(s.RecallSetting, s.FlipTtaSetting),
+    # The index decides flip_tta for predict's queries (they must be embedded as the gallery was).
+    "predict": _SEARCH,
+}
 
 
 @dataclass
@@ -36,14 +90,30 @@ class CommandLine:
     positional: list[str]
 
 
+def command_flags(command: str) -> list[str]:
+    """Every flag ``command`` takes, without the dashes: options first, then settings."""
+    settings = COMMAND_SETTINGS.get(command, frozenset())
+    aliases = [alias for alias, name in ALIASES.items() if name in settings]
+    return [*COMMAND_FLAGS.get(command, {}), SETTINGS_FILE_FLAG, *sorted([*settings, *aliases])]
+
+
+def commands_taking(flag: str) -> list[str]:
+    name = ALIASES.get(flag, flag)
+    return [
+        command
+        for command in COMMAND_FLAGS
+        if flag in COMMAND_FLAGS[command] or name in COMMAND_SETTINGS.get(command, ())
+    ]
+
+
 def parse_flags(
     tokens: Sequence[str], command: str
 ) -> tuple[dict[str, str], dict[str, str], list[str]]:
     """Split ``--name=value`` / ``--name value`` / bare boolean ``--name`` tokens into
-    (the command's options, setting flags, positional arguments). Unknown names are an error
-    listing the valid ones."""
-    option_flags = {**COMMAND_FLAGS[command], SETTINGS_FILE_FLAG: SETTINGS_FILE_FLAG}
-    valid_settings = flag_names()
+    (the command's options, setting flags, positional arguments). A flag the command does not
+    take is an error naming the commands that take it, or the closest of its own."""
+    option_flags = {**COMMAND_FLAGS.get(command, {}), SETTINGS_FILE_FLAG: SETTINGS_FILE_FLAG}
+    own_settings = set(command_flags(command)) - set(option_flags)
     options: dict[str, str] = {}
     settings: dict[str, str] = {}
     positional: list[str] = []
@@ -65,16 +135,34 @@ def parse_flags(
         position += 1
         if name in option_flags:
             options[option_flags[name]] = value
-        elif name in valid_settings:
+        elif name in own_settings:
             settings[name] = value
         else:
-            hint = did_you_mean(name, [*option_flags, *valid_settings], "--")
-            valid = sorted(option_flags) + valid_settings
-            raise UserError(
-                f"Unknown flag --{name} for `imgcls {command}`.{hint} Valid flags: "
-                f"{', '.join('--' + v for v in valid)}."
-            )
+            raise UserError(_not_a_flag_of(command, name))
     return options, settings, positional
+
+
+def _not_a_flag_of(command: str, name: str) -> str:
+    others = commands_taking(name)
+    see = f"see `imgcls {command} --help` for its flags."
+    if not others:
+        hint = did_you_mean(name, command_flags(command), "--")
+        return f"Unknown flag --{name} for `imgcls {command}`.{hint} S{see[1:]}"
+    why = ""
+    if (command, name) == ("predict", "flip_tta"):
+        why = " (predict embeds photos as the index's gallery was, which its info.json records)"
+    elif ALIASES.get(name, name) in _SPLIT and command != "split":
+        # The split tables fix the photos and classes that training and search use.
+        why = (
+            f" (the split tables decide which photos and classes `imgcls {command}` uses: "
+            f"pass --{name} to `imgcls split`, which rewrites them)"
+        )
+    return f"--{name} is a flag of {_commands_text(others)}, not of `imgcls {command}`{why}; {see}"
+
+
+def _commands_text(commands: Iterable[str]) -> str:
+    named = [f"`imgcls {c}`" for c in commands]
+    return named[0] if len(named) == 1 else f"{', '.join(named[:-1])} and {named[-1]}"
 
 
 def read_command_line(

@@ -70,7 +70,10 @@ def photo_folder(paths: PipelinePaths) -> dg.DataVersion:
     "files are not reopened.",
 )
 def image_manifest(context: dg.AssetExecutionContext, paths: PipelinePaths) -> pd.DataFrame:
-    manifest, opened = scan_manifest(paths.data, read_saved_manifest(paths.artifacts))
+    from_terminal = bool(context.run.tags.get("imgcls/command"))  # a progress bar is watched
+    manifest, opened = scan_manifest(
+        paths.data, read_saved_manifest(paths.artifacts), progress=from_terminal
+    )
     if manifest.empty:
         raise UserError(f"Data folder '{paths.data}' is empty: {LAYOUT_HELP}.")
     cache = write_manifest(paths.artifacts, manifest)

@@ -75,6 +75,8 @@ def embeddings(
             batch_size=config.embedding_batch_size,
             num_workers=workers,
             flip_tta=config.flip_tta,
+            progress=bool(context.run.tags.get("imgcls/command")),  # a terminal is watching
+            desc=f"embedding {split}",
         )
         embeddings_store.write_embeddings(folder, split, matrix)
         rows[split] = len(frame)

@@ -59,9 +59,8 @@ def trained_checkpoint(
     pipeline_config = config.pipeline_config()
     hardware = gpu.resolve(pipeline_config.training)
     from_terminal = bool(context.run.tags.get("imgcls/command"))
+    # Not printed: the training process's first line repeats it on the terminal.
     context.log.info(f"Training settings: {hardware.reason}")
-    if from_terminal:
-        print(f"Training settings: {hardware.reason}", flush=True)
     with tempfile.TemporaryDirectory(prefix="imgcls-train-") as scratch:
         config_file = Path(scratch) / "config.json"
         hardware_file = Path(scratch) / "hardware.json"

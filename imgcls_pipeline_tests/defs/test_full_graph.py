@@ -195,8 +195,13 @@ def test_predict_answers_good_files_and_names_bad_ones(pipeline: Path, capsys) -
     rows = table.set_index("image_path")
     assert rows.loc[str(broken), "error"] != "" and rows.loc[str(broken), "predicted_class"] == ""
     assert rows.loc[str(photo), "predicted_class"] in {"circle", "square", "triangle", "star"}
-    neighbours = json.loads(rows.loc[str(photo), "neighbours"])
-    assert len(neighbours) == 3 and {"image_path", "class_name", "distance"} <= set(neighbours[0])
+    assert [c for c in table.columns if c.startswith("neighbour_3_")] == [
+        "neighbour_3_path",
+        "neighbour_3_class",
+        "neighbour_3_similarity",
+    ]
+    assert "neighbour_4_path" not in table.columns
+    assert 0 < float(rows.loc[str(photo), "neighbour_1_similarity"]) <= 1.0001
     assert "ERROR" in capsys.readouterr().out
 
 
@@ -217,7 +222,8 @@ def test_predict_refuses_an_index_of_another_model(pipeline: Path, tmp_path: Pat
         ]
     )
     assert code == 2
-    assert "was built with another checkpoint" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "was built with another checkpoint" in err and "--index_dir" in err
 
 
 @pytest.mark.slow

@@ -19,6 +19,7 @@ from imgcls_pipeline.core.atomic import write_parquet_atomic
 from imgcls_pipeline.core.data.image_header import quiet_pixel_warnings, read_header
 from imgcls_pipeline.core.data.naming import is_image_extension, normalize_label, parse_image_name
 from imgcls_pipeline.core.errors import UserError, describe
+from imgcls_pipeline.core.progress import progress as progress_bar
 
 MANIFEST_COLUMNS = [
     "image_path",
@@ -140,7 +141,7 @@ def classify_location(image_path: str) -> tuple[str, str, str, int | None]:
 
 
 def scan_manifest(
-    data_dir: str | os.PathLike[str], previous: pd.DataFrame | None = None
+    data_dir: str | os.PathLike[str], previous: pd.DataFrame | None = None, progress: bool = False
 ) -> tuple[pd.DataFrame, int]:
     """Build the manifest; rows of files whose (path, size, mtime) are unchanged since
     ``previous`` are taken from it without reopening the file.
@@ -160,18 +161,21 @@ def scan_manifest(
     known = set(reused["image_path"].tolist())
     todo = current[[path not in known for path in current["image_path"].tolist()]]
     with quiet_pixel_warnings():
-        rows, opened = _scan_rows(root, todo)
+        rows, opened = _scan_rows(root, todo, progress)
     fresh = _typed(pd.DataFrame(rows, columns=MANIFEST_COLUMNS))
     parts = [frame for frame in (reused, fresh) if not frame.empty]
     manifest = pd.concat(parts, ignore_index=True) if parts else fresh
     return manifest.sort_values("image_path", ignore_index=True), opened
 
 
-def _scan_rows(root: str, todo: pd.DataFrame) -> tuple[list[tuple], int]:
+def _scan_rows(root: str, todo: pd.DataFrame, progress: bool) -> tuple[list[tuple], int]:
     """Manifest rows of the files in ``todo``, and how many headers were read for them."""
     rows = []
     opened = 0
-    for image_path, file_size, mtime_ns in todo.itertuples(index=False):
+    files = todo.itertuples(index=False)
+    for image_path, file_size, mtime_ns in progress_bar(
+        files, desc="scanning", unit="file", total=len(todo), enabled=progress
+    ):
         status, class_name, object_id, sequence = classify_location(image_path)
         width = height = None
         detail = ""

@@ -13,7 +13,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from imgcls_pipeline.core.hardware import (
     DeviceProps,
@@ -22,6 +21,7 @@ from imgcls_pipeline.core.hardware import (
     detect_device_props,
     precision_for,
 )
+from imgcls_pipeline.core.progress import progress as progress_bar
 
 # Embeddings gathered on the device before one copy to host memory: few synchronisations,
 # bounded device memory (65 536 × 512 floats = 128 MiB).
@@ -70,6 +70,7 @@ def compute_embeddings(
     progress: bool = False,
     should_stop: Callable[[], bool] | None = None,
     flip_tta: bool = False,
+    desc: str = "embedding",
 ) -> np.ndarray:
     """Embed every batch of ``loader`` (images, or (images, anything) pairs) with ``model``.
 
@@ -78,6 +79,7 @@ def compute_embeddings(
     eval mode and is put back in its previous mode afterwards. ``channels_last`` only changes
     the inputs' layout; convert the model once with ``model.to(memory_format=...)`` to match.
     ``should_stop`` is polled before each batch; when it fires, ``Interrupted`` is raised.
+    ``progress`` shows a bar (plain lines when not on a terminal) labelled ``desc``.
 
     ``flip_tta`` (horizontal-flip test-time augmentation): a row is the normalised sum of the
     embeddings of the image and of its mirror image, so a photo and its mirror get the same row.
@@ -96,7 +98,7 @@ def compute_embeddings(
     pending: list[torch.Tensor] = []
     try:
         with torch.inference_mode(), autocast:
-            for images in _images(loader, progress):
+            for images in _images(progress_bar(loader, desc=desc, unit="batch", enabled=progress)):
                 if should_stop is not None and should_stop():
                     raise Interrupted
                 x = images.to(device, non_blocking=True, memory_format=memory_format)
@@ -117,7 +119,6 @@ def compute_embeddings(
     return torch.cat(host).numpy()
 
 
-def _images(loader: Iterable[Any], progress: bool) -> Iterator[torch.Tensor]:
-    batches = tqdm(loader, desc="embedding", unit="batch") if progress else loader
+def _images(batches: Iterable[Any]) -> Iterator[torch.Tensor]:
     for batch in batches:
         yield batch[0] if isinstance(batch, (tuple, list)) else batch

@@ -201,17 +201,23 @@ def read_index_info(folder: str | os.PathLike[str]) -> dict[str, Any]:
     return read_json_object(path, what="index info file", remedy="rebuild the faiss_index asset")
 
 
-def check_index_matches(folder: str | os.PathLike[str], checkpoint: str | os.PathLike[str]) -> None:
+def check_index_matches(
+    folder: str | os.PathLike[str],
+    checkpoint: str | os.PathLike[str],
+    index_flag: str | None = None,
+) -> None:
     """The bundle in ``folder`` must hold embeddings of ``checkpoint``'s model, or every distance
-    is meaningless; one built from another checkpoint is a UserError."""
+    is meaningless; one built from another checkpoint is a UserError (naming ``index_flag``, the
+    caller's flag for the folder, as a way out)."""
     info = read_index_info(folder)
     if not Path(checkpoint).is_file() or "checkpoint_sha256" not in info:
         return  # load_model names a missing checkpoint; an index without info cannot be checked
     if file_sha256(checkpoint) != info["checkpoint_sha256"]:
+        other_index = f"pass {index_flag} with the index of {checkpoint}, " if index_flag else ""
         raise UserError(
             f"The index in {folder} was built with another checkpoint than {checkpoint}; "
-            f"materialize embeddings and faiss_index again (imgcls index), or pass the "
-            f"checkpoint it was built from ({info.get('checkpoint')})."
+            f"{other_index}materialize embeddings and faiss_index again (imgcls index), or pass "
+            f"the checkpoint it was built from ({info.get('checkpoint')})."
         )
 
 

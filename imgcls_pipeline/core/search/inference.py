@@ -16,14 +16,13 @@ from torchvision.transforms import v2
 
 from imgcls_pipeline.core.data.dataset import ImageDataset, make_loader
 from imgcls_pipeline.core.data.images import load_rgb
-from imgcls_pipeline.core.data.naming import is_image_extension
 from imgcls_pipeline.core.data.skipped import SkippedPhotos
 from imgcls_pipeline.core.data.transforms import eval_transform
-from imgcls_pipeline.core.errors import UserError
+from imgcls_pipeline.core.errors import UserError, describe
 from imgcls_pipeline.core.search.embedding import compute_embeddings, inference_settings
 from imgcls_pipeline.core.search.index import search
 from imgcls_pipeline.core.search.metrics import predict_labels
-from imgcls_pipeline.core.search.predictions_store import Prediction
+from imgcls_pipeline.core.search.predictions_store import UNKNOWN, Prediction
 from imgcls_pipeline.core.search.rerank import Reranker
 from imgcls_pipeline.core.settings import RerankSettings
 from imgcls_pipeline.core.training.model import EmbeddingModel, load_embedding_model
@@ -79,6 +78,7 @@ def embed_frame(
     num_workers: int = 0,
     progress: bool = False,
     flip_tta: bool = False,
+    desc: str = "embedding",
 ) -> np.ndarray:
     """(len(frame), D) float32 unit rows; row i embeds ``data_dir / frame.image_path[i]``
     (with its mirror image too when ``flip_tta``, see ``compute_embeddings``)."""
@@ -100,25 +100,10 @@ def embed_frame(
         channels_last=loaded.channels_last,
         progress=progress,
         flip_tta=flip_tta,
+        desc=desc,
     )
     skipped.raise_if_any("embedding them")
     return embeddings.reshape(len(frame), -1) if len(frame) else embeddings
-
-
-def expand_inputs(inputs: list[str]) -> list[Path]:
-    """Files as given, folders expanded to the images inside them (recursively, sorted)."""
-    found: list[Path] = []
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            found.extend(
-                p
-                for p in sorted(path.rglob("*"))
-                if p.is_file() and is_image_extension(p.name) and not p.name.startswith(".")
-            )
-        else:
-            found.append(path)
-    return found
 
 
 def classify(
@@ -131,11 +116,14 @@ def classify(
     batch_size: int = 32,
     flip_tta: bool = False,
     rerank: RerankSettings | None = None,
+    open_set_threshold: float | None = None,
 ) -> list[Prediction]:
     """Predict each photo's class by a similarity-weighted vote of its ``top_k`` neighbours.
 
     ``flip_tta`` must match how the gallery was embedded (the embeddings asset's setting);
-    ``rerank`` re-ranks the search as evaluation does (see ``rerank.py``).
+    ``rerank`` re-ranks the search as evaluation does (see ``rerank.py``). With
+    ``open_set_threshold``, a photo whose most similar gallery photo is below that cosine
+    similarity is answered ``unknown``: it is probably of no class the gallery knows.
 
     A photo that cannot be read gets an ``error`` and no prediction; the others still get theirs.
     """
@@ -149,6 +137,11 @@ def classify(
         _classify_batch(
             loaded, transform, reranker, gallery, paths, predictions, chunk, top_k, flip_tta
         )
+    if open_set_threshold is not None:
+        for prediction in predictions:
+            nearest = prediction.neighbours[0]["similarity"] if prediction.neighbours else None
+            if nearest is not None and nearest < open_set_threshold:
+                prediction.predicted_class = UNKNOWN
     return predictions
 
 
@@ -171,7 +164,7 @@ def _classify_batch(
                 raise UserError(f"{path} does not exist or is not a file.")
             readable.append((position, transform(load_rgb(path, loaded.image_size))))
         except UserError as error:
-            predictions[position].error = str(error)
+            predictions[position].error = _unreadable(path, error)
     if not readable:
         return
     batch = torch.stack([tensor for _, tensor in readable])
@@ -193,8 +186,21 @@ def _classify_batch(
             {
                 "image_path": gallery["image_path"].iat[g],
                 "class_name": gallery["class_name"].iat[g],
-                "distance": float(d),
+                "similarity": round(float(similarity), 4),
             }
-            for g, d in zip(indices[row], distances[row], strict=True)
+            # Squared L2 of unit vectors: d = 2 - 2·cos.
+            for g, similarity in zip(indices[row], 1.0 - distances[row] / 2.0, strict=True)
             if g >= 0
         ]
+
+
+def _unreadable(path: Path, error: UserError) -> str:
+    """Why a photo given to predict cannot be used, with what to do about it there (the opener's
+    own advice is about the data folder)."""
+    cause = error.__context__  # the library's error, kept although raised "from None"
+    if cause is None:
+        return str(error)
+    return (
+        f"cannot read {path} as a photo ({describe(cause)}); pass a JPEG, PNG or other "
+        "image file Pillow opens, or leave it out."
+    )

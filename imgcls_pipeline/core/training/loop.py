@@ -36,7 +36,6 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim import AdamW, Optimizer
 from torch.optim.lr_scheduler import CosineAnnealingWarmRestarts, LRScheduler, ReduceLROnPlateau
 from torch.utils.data import DataLoader, Subset
-from tqdm import tqdm
 
 from imgcls_pipeline.core.data.dataset import ImageDataset, class_list, make_loader
 from imgcls_pipeline.core.data.preflight import preflight
@@ -45,6 +44,7 @@ from imgcls_pipeline.core.data.split_files import read_splits
 from imgcls_pipeline.core.data.transforms import eval_transform, train_transform
 from imgcls_pipeline.core.errors import UserError
 from imgcls_pipeline.core.hardware import HardwareSettings, amp_settings
+from imgcls_pipeline.core.progress import progress as progress_bar
 from imgcls_pipeline.core.search.embedding import Interrupted, compute_embeddings
 from imgcls_pipeline.core.search.index import build_index, search
 from imgcls_pipeline.core.search.metrics import neighbour_codes, recall_at_k
@@ -211,7 +211,10 @@ def train(
     # After every optimiser step, also one whose fp16 GradScaler skipped: the EMA then moves a
     # little towards unchanged weights, which needs no special case.
     ema_update = functools.partial(parts.ema.update, model) if parts.ema is not None else _nothing
-    for epoch in range(state.epoch, config.training.total_epochs):
+    show = progress and info.is_main
+    epochs = range(state.epoch, config.training.total_epochs)
+    # The overall bar's ETA assumes every epoch runs; early stopping can end sooner.
+    for epoch in progress_bar(epochs, desc="training", unit="epoch", enabled=show, position=0):
         if state.stopped_early:
             break
         # --- phase ---
@@ -234,10 +237,12 @@ def train(
         stats = train_epoch(
             ddp or net,
             skipped.watch(
-                tqdm(
+                progress_bar(
                     data.train_loader,
-                    desc=f"epoch {epoch + 1}",
-                    disable=not (progress and info.is_main),
+                    desc=f"epoch {epoch + 1}/{config.training.total_epochs}",
+                    unit="batch",
+                    enabled=show,
+                    leave=False,  # the epoch's summary line takes its place
                 )
             ),
             parts.optimizer,

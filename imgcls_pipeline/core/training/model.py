@@ -17,6 +17,7 @@ from torch import nn
 
 from imgcls_pipeline.core.errors import UserError, describe
 from imgcls_pipeline.core.settings import ModelConfig
+from imgcls_pipeline.core.training import hub
 from imgcls_pipeline.core.training.checkpoint import read_checkpoint
 from imgcls_pipeline.core.training.pooling import GeM
 
@@ -104,14 +105,11 @@ def _create_backbone(cfg: ModelConfig) -> nn.Module:
         return _create_from_file(cfg.backbone, Path(cfg.pretrained_path), head_kwargs)
     if not cfg.pretrained:
         return timm.create_model(cfg.backbone, pretrained=False, **head_kwargs)
+    hub.offline_mode()  # seconds, not a minute of retries, when the hub cannot be reached
     try:
         return timm.create_model(cfg.backbone, pretrained=True, **head_kwargs)
     except Exception as err:  # hub, network and cache failures surface as many exception types
-        raise UserError(
-            f"Cannot get pretrained weights for {cfg.backbone} ({describe(err)}); "
-            f"on a machine without internet pass --pretrained_path FILE (.safetensors or .pth), "
-            f"or put the weights in the Hugging Face cache (HF_HOME), or use --pretrained=false."
-        ) from None
+        raise UserError(hub.weights_error(cfg.backbone, describe(err))) from None
 
 
 def _head_kwargs(cfg: ModelConfig) -> dict[str, Any]:

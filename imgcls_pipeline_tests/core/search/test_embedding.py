@@ -78,12 +78,16 @@ def test_amp_is_ignored_on_cpu_and_channels_last_changes_nothing():
     np.testing.assert_allclose(tuned, plain, atol=1e-6)
 
 
-def test_progress_bar_does_not_change_the_result(capsys):
+def test_progress_bar_does_not_change_the_result(capsys, monkeypatch):
+    from imgcls_pipeline.core import progress
+
+    monkeypatch.setattr(progress, "on_terminal", lambda: True)
     model, x = tiny_model(), images()
     np.testing.assert_array_equal(
-        compute_embeddings(model, [x], CPU, progress=True), compute_embeddings(model, [x], CPU)
+        compute_embeddings(model, [x], CPU, progress=True, desc="embedding val"),
+        compute_embeddings(model, [x], CPU),
     )
-    assert "embedding" in capsys.readouterr().err
+    assert "embedding val: 100%" in capsys.readouterr().err
 
 
 def test_empty_loader_gives_no_rows_of_the_models_width():

@@ -79,13 +79,13 @@ def test_classify_with_flip_tta_sees_a_photo_and_its_mirror_image_alike(tmp_path
     index = build_index(np.random.default_rng(1).normal(size=(3, 6)).astype(np.float32))
     paths = [tmp_path / "photo.png", tmp_path / "mirror.png"]
 
-    def distances(flip_tta: bool) -> list[list[float]]:
+    def similarities(flip_tta: bool) -> list[list[float]]:
         found = inference.classify(loaded, index, gallery, paths, top_k=3, flip_tta=flip_tta)
-        return [[n["distance"] for n in p.neighbours] for p in found]
+        return [[n["similarity"] for n in p.neighbours] for p in found]
 
-    photo, mirror = distances(flip_tta=True)
-    assert photo == pytest.approx(mirror, abs=1e-5)
-    photo, mirror = distances(flip_tta=False)
+    photo, mirror = similarities(flip_tta=True)
+    assert photo == pytest.approx(mirror, abs=1e-4)  # similarities are rounded to 4 decimals
+    photo, mirror = similarities(flip_tta=False)
     assert photo != pytest.approx(mirror, abs=1e-3)
 
 
@@ -120,7 +120,39 @@ def test_classify_reranks_as_evaluation_does(tmp_path):
     reranker = Reranker.build(index, settings)
     distances, rows = search(reranker.index, reranker.queries(embedded), 8)
     assert [n["image_path"] for n in found.neighbours] == [gallery.image_path[r] for r in rows[0]]
-    assert [n["distance"] for n in found.neighbours] == pytest.approx(distances[0].tolist())
-    assert [n["distance"] for n in found.neighbours] != pytest.approx(
-        [n["distance"] for n in plain.neighbours]
+    # Cosine similarity of unit vectors from the squared L2 distance: 1 - d/2.
+    expected = (1.0 - distances[0] / 2.0).tolist()
+    assert [n["similarity"] for n in found.neighbours] == pytest.approx(expected, abs=1e-4)
+    assert [n["similarity"] for n in found.neighbours] != pytest.approx(
+        [n["similarity"] for n in plain.neighbours]
     )
+
+
+def test_open_set_threshold_answers_unknown_below_the_nearest_similarity(tmp_path):
+    import numpy as np
+    import pandas as pd
+    from PIL import Image
+
+    from imgcls_pipeline.core.search.index import build_index
+
+    pixels = np.random.default_rng(0).integers(0, 256, size=(16, 16, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "photo.png")
+    (tmp_path / "notes.png").write_text("not a photo")
+    model = TinyEmbedder()
+    model(torch.zeros(1, 3, 16, 16))
+    loaded = inference.LoadedModel(model, 16, torch.device("cpu"), {})
+    gallery = pd.DataFrame({"image_path": ["a", "b"], "class_name": ["x", "y"]})
+    index = build_index(np.random.default_rng(1).normal(size=(2, 6)).astype(np.float32))
+    paths = [tmp_path / "photo.png", tmp_path / "notes.png"]
+
+    def answer(threshold: float | None) -> list:
+        return inference.classify(loaded, index, gallery, paths, open_set_threshold=threshold)
+
+    (plain, broken) = answer(None)
+    nearest = plain.neighbours[0]["similarity"]
+    assert plain.predicted_class in {"x", "y"}
+    assert answer(nearest - 0.01)[0].predicted_class == plain.predicted_class
+    assert answer(nearest + 0.01)[0].predicted_class == "unknown"
+    # A file that is no photo gets predict's own advice, not the data folder's.
+    assert broken.error.startswith(f"cannot read {tmp_path / 'notes.png'} as a photo (")
+    assert "leave it out" in broken.error and "manifest" not in broken.error

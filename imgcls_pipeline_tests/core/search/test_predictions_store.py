@@ -14,8 +14,8 @@ from imgcls_pipeline.core.search.predictions_store import (
 )
 
 NEIGHBOURS = [
-    {"image_path": "개/001_1.jpg", "class_name": "개", "distance": 0.125},
-    {"image_path": "cat/002_1.jpg", "class_name": "cat", "distance": 0.5},
+    {"image_path": "개/001_1.jpg", "class_name": "개", "similarity": 0.9375},
+    {"image_path": "cat/002_1.jpg", "class_name": "cat", "similarity": 0.75},
 ]
 PREDICTIONS = [
     Prediction("new/dog.jpg", "개", 0.666666, NEIGHBOURS),
@@ -43,7 +43,7 @@ def test_json_file_is_the_rows_as_indented_utf8(tmp_path):
     assert '"개"' in text and text.startswith('[\n  {\n    "image_path": "new/dog.jpg"')
 
 
-def test_csv_file_has_neighbours_as_json_text_and_an_empty_error_when_read(tmp_path):
+def test_csv_file_has_flat_neighbour_columns_and_an_empty_error_when_read(tmp_path):
     path = tmp_path / "out.csv"
     write_predictions(path, prediction_rows(PREDICTIONS))
     frame = pd.read_csv(path, dtype=str, keep_default_na=False)
@@ -51,13 +51,19 @@ def test_csv_file_has_neighbours_as_json_text_and_an_empty_error_when_read(tmp_p
         "image_path",
         "predicted_class",
         "confidence",
+        "neighbour_1_path",
+        "neighbour_1_class",
+        "neighbour_1_similarity",
+        "neighbour_2_path",
+        "neighbour_2_class",
+        "neighbour_2_similarity",
         "error",
-        "neighbours",
     ]
-    assert frame["error"].tolist() == ["", "Cannot read image new/broken.jpg."]
-    assert frame["confidence"].tolist() == ["0.6667", "0.0"]
-    assert json.loads(frame["neighbours"][0]) == NEIGHBOURS
-    assert json.loads(frame["neighbours"][1]) == []
+    dog, broken = frame.to_dict("records")
+    assert (dog["neighbour_1_path"], dog["neighbour_1_class"]) == ("개/001_1.jpg", "개")
+    assert (dog["neighbour_2_similarity"], dog["error"]) == ("0.75", "")
+    assert broken["error"] == "Cannot read image new/broken.jpg."
+    assert broken["neighbour_1_path"] == "" and broken["confidence"] == "0.0"
 
 
 @pytest.mark.parametrize("name", ["out.txt", "out"])

@@ -130,3 +130,29 @@ def test_a_gem_model_round_trips_through_its_checkpoint(tmp_path):
     as_avg = build_embedding_model(tiny_model_config()).eval()
     as_avg.load_state_dict(model.state_dict())
     assert not torch.allclose(as_avg(images), model(images))
+
+
+@pytest.mark.slow
+def test_an_unreachable_hub_fails_in_seconds_not_a_minute(tmp_path):
+    # No HF_HUB_OFFLINE: the one-second probe of the hub sets it (HUB_HOST never resolves here).
+    code = (
+        "import time\n"
+        "from imgcls_pipeline.core.errors import UserError\n"
+        "from imgcls_pipeline.core.settings import ModelConfig\n"
+        "from imgcls_pipeline.core.training import hub\n"
+        "from imgcls_pipeline.core.training.model import build_embedding_model\n"
+        "hub.HUB_HOST = 'hub.invalid'\n"
+        "started = time.monotonic()\n"
+        "try:\n"
+        "    build_embedding_model(ModelConfig(backbone='tf_efficientnetv2_b0.in1k'))\n"
+        "except UserError as error:\n"
+        "    print(f'{time.monotonic() - started:.2f}', error)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "HTTPS_PROXY")}
+    env["HF_HOME"] = str(tmp_path / "hf")
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    seconds, _, message = done.stdout.partition(" ")
+    assert message.startswith("Cannot get pretrained weights for tf_efficientnetv2_b0.in1k")
+    assert float(seconds) < 5

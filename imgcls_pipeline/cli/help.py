@@ -1,0 +1,105 @@
+"""``imgcls -h``, ``imgcls COMMAND -h`` and ``imgcls help COMMAND``: the commands, and each
+command's own flags with their type, default and description (a setting's from its field in
+``core/settings.py``)."""
+
+from __future__ import annotations
+
+import textwrap
+
+from imgcls_pipeline.cli.flags import COMMAND_FLAGS, COMMAND_SETTINGS, SETTINGS_FILE_FLAG
+from imgcls_pipeline.core.folders import FOLDER_ENV_VARS
+from imgcls_pipeline.core.settings_help import grouped
+
+# One line per command, in the order a new user meets them.
+COMMAND_SUMMARIES: dict[str, str] = {
+    "demo": "Run the whole pipeline on built-in example photos, on the CPU, in a few minutes.",
+    "split": "Scan the photo folder and write train/val/test tables (an ID stays in one split).",
+    "train": "Train the embedding model on the split tables; resumes from latest_model.pt.",
+    "index": "Embed the train split, build the Faiss index and evaluate val (eval_splits).",
+    "pipeline": "split, train and index in one run.",
+    "evaluate": "Score any checkpoint on val or test against the train split, without Dagster.",
+    "predict": "Classify photos or folders with the saved index, without Dagster.",
+}
+ARGUMENTS: dict[str, str] = {"predict": " PHOTO_OR_FOLDER..."}
+_FOLDER_HELP = {
+    "data_dir": "Folder with one sub-folder of photos per class.",
+    "splits_dir": "Folder of the split tables (train.csv, val.csv, test.csv, excluded.csv).",
+    "checkpoint_dir": "Folder of best_model.pt, latest_model.pt and metrics.csv.",
+    "artifacts_dir": "Folder of the manifest, embeddings, index and evaluation reports.",
+}
+# (metavar, description) of each command option; (command, flag) entries override by command.
+OPTION_HELP: dict[str | tuple[str, str], tuple[str, str]] = {
+    **{
+        name: ("DIR", f"{text} Default: {default} (or ${env})")
+        for name, text in _FOLDER_HELP.items()
+        for env, default in [FOLDER_ENV_VARS[name]]
+    },
+    "output_dir": ("DIR", "Same as --splits_dir: where the split tables are written."),
+    "dir": (
+        "DIR",
+        "Folder for the demo's photos, splits, checkpoints and artifacts. Default: demo",
+    ),
+    "checkpoint": ("FILE", "Model checkpoint. Default: best_model.pt in the checkpoint folder"),
+    "split": ("val|test", "Split to evaluate against the train gallery. Default: val"),
+    "index_dir": ("DIR", "Saved index (gallery.faiss, gallery.csv). Default: index in artifacts"),
+    "open_set_threshold": (
+        "float",
+        "Answer 'unknown' when the nearest gallery photo's cosine similarity is below this "
+        "(-1 to 1). Default: off",
+    ),
+    ("evaluate", "output"): ("FILE", "Also write the metrics as a JSON report to FILE."),
+    ("predict", "output"): (
+        "FILE",
+        "Also write the predictions to FILE: .csv (flat columns) or .json (nested).",
+    ),
+    SETTINGS_FILE_FLAG: ("FILE", "YAML file of settings (name: value lines); flags win over it."),
+}
+_WIDTH = 100
+_FLAG_COLUMN = 32
+
+
+def overview() -> str:
+    width = max(len(c) for c in COMMAND_SUMMARIES) + 2
+    lines = [
+        "usage: imgcls COMMAND [FLAGS]",
+        "",
+        "Retrieval image classification (EfficientNetV2 + ArcFace + Faiss) over Dagster assets.",
+        "",
+        "commands:",
+        *(f"  {c:<{width}}{text}" for c, text in COMMAND_SUMMARIES.items()),
+        f"  {'help':<{width}}Show a command's flags, e.g. `imgcls help train`.",
+        "",
+        "`imgcls COMMAND --help` lists the command's flags with their type and default. Every",
+        "setting is a flag: --seed 7, --class_names a,b, --use_bf16=false; --settings FILE reads",
+        "them from a YAML file (flags win). Runs are recorded in the Dagster instance of",
+        "DAGSTER_HOME (or of the current folder when it holds dagster.yaml): `dagster dev` shows",
+        "them.",
+    ]
+    return "\n".join(lines)
+
+
+def command_help(command: str) -> str:
+    lines = [f"usage: imgcls {command} [FLAGS]{ARGUMENTS.get(command, '')}", ""]
+    if command in COMMAND_SUMMARIES:
+        lines += [COMMAND_SUMMARIES[command], ""]
+    lines.append("Options:")
+    for flag in [*COMMAND_FLAGS.get(command, {}), SETTINGS_FILE_FLAG]:
+        metavar, text = OPTION_HELP.get((command, flag)) or OPTION_HELP.get(flag, ("VALUE", ""))
+        lines += _entry(f"--{flag} {metavar}", text)
+    for group, items in grouped(COMMAND_SETTINGS.get(command, ())).items():
+        lines += ["", f"{group}:"]
+        for item in items:
+            lines += _entry(
+                f"--{item.name} {item.type}", f"{item.description} Default: {item.default}"
+            )
+    return "\n".join(lines)
+
+
+def _entry(flag: str, text: str) -> list[str]:
+    """``  --flag TYPE   text`` wrapped under its column; a long flag gets its own line."""
+    indent = " " * _FLAG_COLUMN
+    head = f"  {flag}"
+    if len(head) < _FLAG_COLUMN - 1:
+        first = head.ljust(_FLAG_COLUMN) + text
+        return textwrap.wrap(first, _WIDTH, subsequent_indent=indent)
+    return [head, *textwrap.wrap(text, _WIDTH, initial_indent=indent, subsequent_indent=indent)]

@@ -1,0 +1,56 @@
+"""Checks of folders, tables and weights before a command starts Dagster or imports torch, so a
+user mistake is one sentence within a second or two, not a stack trace after a slow start."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from imgcls_pipeline.core.data.manifest import LAYOUT_HELP, check_data_dir
+from imgcls_pipeline.core.data.split_files import read_split
+from imgcls_pipeline.core.data.splitting import SPLITS
+from imgcls_pipeline.core.errors import UserError
+from imgcls_pipeline.core.folders import FolderPaths
+from imgcls_pipeline.core.settings import PipelineConfig
+from imgcls_pipeline.core.training.checkpoint import BEST
+from imgcls_pipeline.core.training.hub import check_weights_available
+
+
+def check_command(command: str, config: PipelineConfig, folders: FolderPaths) -> None:
+    """What ``imgcls COMMAND`` needs before its Dagster job starts."""
+    if command in ("train", "index"):  # their input is the split tables: name those first
+        check_split_tables(folders.splits, SPLITS if command == "index" else ("train", "val"))
+    check_data_folder(folders.data)
+    if command in ("train", "pipeline"):
+        model = config.model
+        check_weights_available(model.backbone, model.pretrained, model.pretrained_path)
+    if command == "index":
+        check_checkpoint(folders.checkpoints / BEST, "--checkpoint_dir DIR")
+
+
+def check_data_folder(data: Path) -> None:
+    check_data_dir(data)
+    entries = list(data.iterdir())
+    if not any(entry.is_dir() for entry in entries):
+        state = "has no class folders" if entries else "is empty"
+        raise UserError(f"Data folder '{data}' {state}: {LAYOUT_HELP}.")
+
+
+def check_split_tables(splits: Path, names: tuple[str, ...] | list[str]) -> None:
+    """Each table is readable and has its columns (``read_split``'s checks); train and val have
+    rows, since training picks its best epoch on val and the gallery is train."""
+    for name in names:
+        table = read_split(splits, name)
+        if name in ("train", "val") and table.empty:
+            raise UserError(
+                f"Split file '{splits / f'{name}.csv'}' has no rows: run `imgcls split` with "
+                f"{name}_ratio above 0, or add photos to the data folder."
+            )
+
+
+def check_checkpoint(path: Path, flag: str) -> None:
+    """``flag``: how the command is told another checkpoint (``--checkpoint FILE``, ...)."""
+    if not path.is_file():
+        raise UserError(
+            f"No trained model at {path}: run `imgcls train` first, or pass {flag} "
+            "to use another one."
+        )
