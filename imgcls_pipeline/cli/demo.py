@@ -75,7 +75,7 @@ def run(command: str, tokens: Sequence[str]) -> int:
     print(f"Writing the example photos to {folders['data_dir']}/ …")
     make_example_dataset(Path(folders["data_dir"]), ids_per_class=EXAMPLE_IDS_PER_CLASS)
     print("Running the pipeline: split → train → embed → index → evaluate (a few minutes) …")
-    paths, _ = materialize("pipeline", line.config, folders)
+    paths, _ = materialize("demo", line.config, folders)
     print_evaluation(paths, line.config.evaluation.eval_splits)
     print(
         f"\nThe demo's settings are in {root / PROJECT_FILE} and its runs in {root}. "

@@ -39,9 +39,10 @@ def run(command: str, tokens: Sequence[str]) -> int:
     from imgcls_pipeline.core.search.index import build_index
     from imgcls_pipeline.core.search.inference import embed_frame, load_model
 
-    loaded = load_model(checkpoint)
+    # The tables are validated (paths, leakage) before the model is loaded.
     gallery = read_split(folders.splits, "train")
     queries = read_split(folders.splits, split)
+    loaded = load_model(checkpoint)
     print(
         f"Embedding {len(gallery)} gallery and {len(queries)} {split} photos on {loaded.device}",
         file=sys.stderr,
@@ -68,6 +69,11 @@ def run(command: str, tokens: Sequence[str]) -> int:
     )
     print(metrics_markdown_table(result.metrics))
     if "output" in options:
-        write_report(options["output"], result.metrics, split, checkpoint=str(checkpoint))
-        print(f"written to {options['output']}", file=sys.stderr)
+        from imgcls_pipeline.core.search.report_files import write_evaluation_files
+
+        path = write_report(options["output"], result.metrics, split, checkpoint=str(checkpoint))
+        report = {**result.metrics, "split": split, "checkpoint": str(checkpoint)}
+        figures = write_evaluation_files(path, report, result.worst_rows, folders.data)
+        page = f"; HTML report {figures.html}" if figures.html else ""
+        print(f"written to {path}{page}", file=sys.stderr)
     return 0

@@ -13,6 +13,7 @@ from imgcls_pipeline.core.settings_help import grouped
 # One line per command, in the order a new user meets them.
 COMMAND_SUMMARIES: dict[str, str] = {
     "demo": "Run the whole pipeline on built-in example photos, on the CPU, in a few minutes.",
+    "init": "Write a commented imgcls.yaml (every setting, its description and default).",
     "split": "Scan the photo folder and write train/val/test tables (an ID stays in one split).",
     "train": "Train the embedding model on the split tables; resumes from latest_model.pt.",
     "index": "Embed the train split, build the Faiss index and evaluate val (eval_splits).",
@@ -20,7 +21,7 @@ COMMAND_SUMMARIES: dict[str, str] = {
     "evaluate": "Score any checkpoint on val or test against the train split, without Dagster.",
     "predict": "Classify photos or folders with the saved index, without Dagster.",
 }
-ARGUMENTS: dict[str, str] = {"predict": " PHOTO_OR_FOLDER..."}
+ARGUMENTS: dict[str, str] = {"predict": " PHOTO_OR_FOLDER...", "init": " [DIR]"}
 _FOLDER_HELP = {
     "data_dir": "Folder with one sub-folder of photos per class.",
     "splits_dir": "Folder of the split tables (train.csv, val.csv, test.csv, excluded.csv).",

@@ -133,6 +133,10 @@ def test_evaluate_command_matches_the_asset(pipeline: Path, capsys) -> None:
     asset = json.loads((pipeline / "artifacts" / "evaluation" / "val.json").read_text())
     for key in ("recall@1", "recall@5", "accuracy", "nn_accuracy"):
         assert mine[key] == pytest.approx(asset[key], abs=1e-6)
+    # As the asset does: the figures and a self-contained HTML page beside the JSON.
+    page = output.with_suffix(".html").read_text(encoding="utf-8")
+    assert "data:image/png;base64," in page
+    assert (pipeline / "eval_val_confusion_matrix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.mark.slow
