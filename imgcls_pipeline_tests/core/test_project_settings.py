@@ -53,7 +53,7 @@ def test_a_command_reads_the_project_file_under_its_settings_file_and_flags(
     extra.write_text("total_epochs: 8\ntop_k: 9\ncheckpoint_dir: runs/a\n")
     line = read_command_line(
         ["--settings", str(extra), "--top_k", "11"],
-        "train",
+        "pipeline",
         defaults={"seed": 1, "embedding_dim": 64, "image_size": 32},
     )
     config = line.config
