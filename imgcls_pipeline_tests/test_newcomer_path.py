@@ -208,3 +208,18 @@ def test_materialize_all_in_the_ui_works_on_the_first_click(
             browser.close()
             for screenshot in screenshots:
                 _keep(screenshot)
+
+
+def test_readme_first_steps_are_the_commands_the_demo_prints() -> None:
+    """The README's first block is what this module runs: the demo, the UI command the demo
+    prints (for the default ./demo folder, as $PWD/demo), and the tests."""
+    from imgcls_pipeline.cli.demo import UI_COMMAND
+
+    readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+    first_block = readme.split("```bash", 2)[2].split("```", 1)[0]
+    commands = [line.split("#", 1)[0].strip() for line in first_block.strip().splitlines()]
+    assert commands == [
+        "uv run imgcls demo",
+        f"DAGSTER_HOME=$PWD/demo {UI_COMMAND}",
+        "uv run pytest",
+    ]
