@@ -66,8 +66,7 @@ def test_the_holder_removes_temporary_files_of_dead_writers(tmp_path):
 
 def test_released_lock_can_be_taken_again_in_the_same_process(tmp_path):
     lock = FolderLock(tmp_path / "new", "artifacts folder")
-    with lock:
-        with pytest.raises(UserError, match="artifacts folder"):
-            FolderLock(tmp_path / "new", "artifacts folder").acquire()
+    with lock, pytest.raises(UserError, match="artifacts folder"):
+        FolderLock(tmp_path / "new", "artifacts folder").acquire()
     with FolderLock(tmp_path / "new", "artifacts folder"):
         pass
