@@ -77,15 +77,9 @@ def write_parquet_atomic(destination: str | os.PathLike[str], frame: pd.DataFram
         frame.to_parquet(temp, index=False)
 
 
-def remove_temp_files(folder: str | os.PathLike[str]) -> list[Path]:
-    """Delete every temporary file of ours in ``folder``; only for a caller that holds the
-    folder's lock, so that no live writer can own one. Returns what was deleted."""
-    removed = []
-    for leftover in Path(folder).glob(".*.tmp"):
-        if leftover.is_file():
-            leftover.unlink(missing_ok=True)
-            removed.append(leftover)
-    return removed
+def is_temp_file(name: str) -> bool:
+    """Whether ``name`` is one of our temporary files (or one an older version named alike)."""
+    return name.startswith(".") and name.endswith(".tmp")
 
 
 def _remove_orphans_of(destination: Path) -> None:

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from imgcls_pipeline.core.atomic import remove_temp_files
+from imgcls_pipeline.core.atomic import is_temp_file
 from imgcls_pipeline.core.errors import UserError
 
 LOCK_FILE = ".imgcls.lock"
@@ -123,3 +123,17 @@ def read_holder(path: Path) -> Holder | None:
     # Empty or half-written while the holder is between truncate and write.
     except (OSError, ValueError, TypeError):
         return None
+
+
+def remove_temp_files(folder: Path) -> list[Path]:
+    """Delete the temporary files in ``folder`` and below, except in a subfolder with a lock of
+    its own (a checkpoint folder kept inside the artifacts folder, say): its writer may be alive.
+    Only for the holder of ``folder``'s lock. Returns what was deleted."""
+    removed = []
+    for parent, subfolders, files in os.walk(folder):
+        subfolders[:] = [d for d in subfolders if not (Path(parent) / d / LOCK_FILE).exists()]
+        for name in files:
+            if is_temp_file(name):
+                (Path(parent) / name).unlink(missing_ok=True)
+                removed.append(Path(parent) / name)
+    return removed

@@ -70,3 +70,15 @@ def test_released_lock_can_be_taken_again_in_the_same_process(tmp_path):
         FolderLock(tmp_path / "new", "artifacts folder").acquire()
     with FolderLock(tmp_path / "new", "artifacts folder"):
         pass
+
+
+def test_temporary_files_under_another_lock_are_left_to_its_holder(tmp_path):
+    nested = tmp_path / "embeddings" / ".train.npy.h-1.a.tmp"
+    nested.parent.mkdir()
+    nested.write_text("partial")
+    inner_folder = tmp_path / "checkpoints"
+    with FolderLock(inner_folder, "checkpoint folder"):
+        (inner_folder / ".latest_model.pt.h-2.b.tmp").write_text("being written")
+        with FolderLock(tmp_path, "artifacts folder"):
+            assert not nested.exists()
+            assert (inner_folder / ".latest_model.pt.h-2.b.tmp").exists()
