@@ -12,6 +12,7 @@ from pathlib import Path
 import dagster as dg
 
 from imgcls_pipeline.cli.flags import read_command_line, refuse_arguments
+from imgcls_pipeline.cli.pool_watch import PoolWatch, launcher_tag, pools_of
 from imgcls_pipeline.cli.printing import (
     print_evaluation,
     print_split_summary,
@@ -67,15 +68,17 @@ def materialize(
     run_config = run_config_for(config, ASSETS[command])
     run_config["loggers"] = {"console": {"config": {"log_level": "CRITICAL"}}}
     instance = _instance()
+    watch = PoolWatch(instance, pools_of(defs, ASSETS[command])).begin()  # says so if it waits
     result = dg.materialize(
         list(defs.assets) + list(defs.asset_checks),
         selection=dg.AssetSelection.assets(*ASSETS[command]),
         resources={**defs.resources, "paths": paths},
         run_config=run_config,
         instance=instance,
-        tags={"imgcls/command": command},
+        tags={"imgcls/command": command, **launcher_tag()},
         raise_on_error=False,
     )
+    watch.end()
     for entry in instance.all_logs(result.run_id):
         if entry.step_key in LIVE_STEPS:
             continue  # already shown while it ran
