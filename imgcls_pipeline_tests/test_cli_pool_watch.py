@@ -67,7 +67,7 @@ def test_waiting_for_a_live_holder_is_said_on_the_terminal_and_in_the_run_log(in
 
 
 def test_a_slot_whose_imgcls_process_died_is_freed(instance):
-    holder, waiter = holder_and_waiter(instance, dead_pid())
+    holder, _ = holder_and_waiter(instance, dead_pid())
     said = []
     PoolWatch(instance, ["gpu"], say=said.append).check_once()
     assert "is gone, so its slot is freed now" in said[0]
