@@ -5,7 +5,8 @@ disk, and then replaces the destination with ``os.replace`` (atomic on POSIX and
 
 A writer killed mid-write leaves its temporary file, ``.<name>.<host>-<pid>.<random>.tmp``. The
 next write of the same file removes those whose process is gone (same host, pid not running), and
-a folder's lock holder removes them all (``core.locks``): never one a live writer is still using.
+a folder's lock holder removes every orphan in the folder (``core.locks``); never one a live writer
+may still be using (a live pid, or another host's file, whose pid means nothing here).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def _read_umask() -> int:
 _UMASK = _read_umask()
 # Dots would split the name ambiguously; a host name rarely has other odd characters.
 _HOST = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname())
-_OWNER = re.compile(r"\.(?P<host>[A-Za-z0-9_-]+)-(?P<pid>\d+)\.[^.]+\.tmp")
+_OWNER = re.compile(r"\.(?P<host>[A-Za-z0-9_-]+)-(?P<pid>\d+)\.[^.]+\.tmp$")
 
 
 @contextlib.contextmanager
@@ -77,15 +78,20 @@ def write_parquet_atomic(destination: str | os.PathLike[str], frame: pd.DataFram
         frame.to_parquet(temp, index=False)
 
 
-def is_temp_file(name: str) -> bool:
-    """Whether ``name`` is one of our temporary files (or one an older version named alike)."""
-    return name.startswith(".") and name.endswith(".tmp")
+def is_orphan_temp_file(name: str, *, unnamed_too: bool) -> bool:
+    """Whether ``name`` is a temporary file of ours whose writer is gone. ``unnamed_too``: count
+    one without a writer in its name (an older version's) as gone: only for a lock holder."""
+    if not (name.startswith(".") and name.endswith(".tmp")):
+        return False
+    owner = _OWNER.search(name)
+    if owner is None:
+        return unnamed_too
+    return owner["host"] == _HOST and not pid_alive(int(owner["pid"]))
 
 
 def _remove_orphans_of(destination: Path) -> None:
     for leftover in destination.parent.glob(f".{glob.escape(destination.name)}.*.tmp"):
-        owner = _OWNER.match(leftover.name[len(destination.name) + 1 :])
-        if owner and owner["host"] == _HOST and not pid_alive(int(owner["pid"])):
+        if is_orphan_temp_file(leftover.name, unnamed_too=False):
             leftover.unlink(missing_ok=True)
 
 

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from imgcls_pipeline.core.atomic import is_temp_file
+from imgcls_pipeline.core.atomic import is_orphan_temp_file
 from imgcls_pipeline.core.errors import UserError
 
 LOCK_FILE = ".imgcls.lock"
@@ -53,7 +53,7 @@ class FolderLock:
     """The exclusive lock of ``folder``; ``acquire`` refuses at once when another process has it.
 
     Once it has the lock, ``acquire`` removes the temporary files of writers that died in the
-    folder: with the lock held no other writer is alive there, so every such file is an orphan.
+    folder (``core.atomic``): with the lock held no other locked writer is alive there.
     """
 
     def __init__(self, folder: str | os.PathLike[str], purpose: str) -> None:
@@ -126,14 +126,14 @@ def read_holder(path: Path) -> Holder | None:
 
 
 def remove_temp_files(folder: Path) -> list[Path]:
-    """Delete the temporary files in ``folder`` and below, except in a subfolder with a lock of
-    its own (a checkpoint folder kept inside the artifacts folder, say): its writer may be alive.
-    Only for the holder of ``folder``'s lock. Returns what was deleted."""
+    """Delete the orphaned temporary files in ``folder`` and below, except in a subfolder with a
+    lock of its own (a checkpoint folder kept inside the artifacts folder, say), which is its
+    holder's to clean. Only for the holder of ``folder``'s lock. Returns what was deleted."""
     removed = []
     for parent, subfolders, files in os.walk(folder):
         subfolders[:] = [d for d in subfolders if not (Path(parent) / d / LOCK_FILE).exists()]
         for name in files:
-            if is_temp_file(name):
+            if is_orphan_temp_file(name, unnamed_too=True):
                 (Path(parent) / name).unlink(missing_ok=True)
                 removed.append(Path(parent) / name)
     return removed

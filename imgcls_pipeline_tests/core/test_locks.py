@@ -1,5 +1,7 @@
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -57,11 +59,25 @@ def test_kill_9_of_the_holder_frees_the_lock(tmp_path):
         assert f'"pid": {os.getpid()}' in (tmp_path / LOCK_FILE).read_text()
 
 
-def test_the_holder_removes_temporary_files_of_dead_writers(tmp_path):
-    (tmp_path / ".metrics.csv.host-1.abc.tmp").write_text("partial")
+def temp_name(destination: str, pid: int) -> str:
+    return f".{destination}.{re.sub(r'[^A-Za-z0-9_-]', '_', socket.gethostname())}-{pid}.x.tmp"
+
+
+def dead_pid() -> int:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def test_the_holder_removes_temporary_files_of_dead_writers_only(tmp_path):
+    dead = temp_name("metrics.csv", dead_pid())
+    unlocked_writer = temp_name("manifest.parquet", os.getppid())  # alive, lock or no lock
+    for name in (dead, unlocked_writer, ".latest_model.pt.k2j3h4.tmp"):  # the last: older naming
+        (tmp_path / name).write_text("partial")
     (tmp_path / "metrics.csv").write_text("epoch\n1\n")
     with FolderLock(tmp_path, "checkpoint folder"):
-        assert sorted(p.name for p in tmp_path.iterdir()) == [LOCK_FILE, "metrics.csv"]
+        left = sorted(p.name for p in tmp_path.iterdir())
+        assert left == sorted([LOCK_FILE, "metrics.csv", unlocked_writer])
 
 
 def test_released_lock_can_be_taken_again_in_the_same_process(tmp_path):
@@ -73,12 +89,14 @@ def test_released_lock_can_be_taken_again_in_the_same_process(tmp_path):
 
 
 def test_temporary_files_under_another_lock_are_left_to_its_holder(tmp_path):
-    nested = tmp_path / "embeddings" / ".train.npy.h-1.a.tmp"
+    pid = dead_pid()
+    nested = tmp_path / "embeddings" / temp_name("train.npy", pid)
     nested.parent.mkdir()
     nested.write_text("partial")
     inner_folder = tmp_path / "checkpoints"
     with FolderLock(inner_folder, "checkpoint folder"):
-        (inner_folder / ".latest_model.pt.h-2.b.tmp").write_text("being written")
+        inner = inner_folder / temp_name("latest_model.pt", pid)
+        inner.write_text("its holder's to judge")
         with FolderLock(tmp_path, "artifacts folder"):
             assert not nested.exists()
-            assert (inner_folder / ".latest_model.pt.h-2.b.tmp").exists()
+            assert inner.exists()

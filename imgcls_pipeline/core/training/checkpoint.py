@@ -34,7 +34,7 @@ from typing import Any, Protocol
 import pandas as pd
 from pydantic import BaseModel
 
-from imgcls_pipeline.core.atomic import write_atomic, write_text_atomic
+from imgcls_pipeline.core.atomic import is_orphan_temp_file, write_atomic, write_text_atomic
 from imgcls_pipeline.core.data.split_files import split_path
 from imgcls_pipeline.core.errors import UserError, describe
 from imgcls_pipeline.core.settings import EvaluationConfig, PipelineConfig
@@ -195,7 +195,8 @@ def remove_stale_temp_files(checkpoint_dir: Path) -> None:
     holder of the folder's lock (``core.locks``), which no live writer can share."""
     for name in (LATEST, BEST, METRICS):
         for leftover in checkpoint_dir.glob(f".{name}.*.tmp"):
-            leftover.unlink(missing_ok=True)
+            if is_orphan_temp_file(leftover.name, unnamed_too=True):
+                leftover.unlink(missing_ok=True)
 
 
 def check_best_checkpoint(checkpoint_dir: Path) -> str | None:
