@@ -67,10 +67,14 @@ def test_waiting_for_a_live_holder_is_said_on_the_terminal_and_in_the_run_log(in
 
 
 def test_a_slot_whose_imgcls_process_died_is_freed(instance):
-    holder, _ = holder_and_waiter(instance, dead_pid())
+    pid = dead_pid()
+    holder, _ = holder_and_waiter(instance, pid)
     said = []
     PoolWatch(instance, ["gpu"], say=said.append).check_once()
-    assert "is gone, so its slot is freed now" in said[0]
+    assert said == [
+        f"Run {holder.run_id[:8]}'s imgcls process (pid {pid}) is gone: "
+        "its gpu slot is freed for this run."
+    ]
     info = instance.event_log_storage.get_concurrency_info("gpu")
     assert holder.run_id not in {slot.run_id for slot in info.claimed_slots}
     assert instance.get_run_by_id(holder.run_id).status == DagsterRunStatus.FAILURE
@@ -79,3 +83,20 @@ def test_a_slot_whose_imgcls_process_died_is_freed(instance):
 def test_training_is_the_step_that_waits_for_the_gpu_pool():
     assert pools_of(defs, ["trained_checkpoint"]) == {"gpu"}
     assert pools_of(defs, ["image_manifest", "splits"]) == set()
+
+
+def test_a_holder_killed_while_this_run_waits_gives_its_slot_back(instance):
+    holder_process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    holder, _ = holder_and_waiter(instance, holder_process.pid)
+    said = []
+    watch = PoolWatch(instance, ["gpu"], say=said.append)
+    watch.check_once()
+    assert len(said) == 1 and "freed" not in said[0]
+    holder_process.kill()
+    holder_process.wait()
+    watch.check_once()
+    assert said[1] == (
+        f"Run {holder.run_id[:8]}'s imgcls process (pid {holder_process.pid}) is gone: "
+        "its gpu slot is freed for this run."
+    )
+    assert instance.get_run_by_id(holder.run_id).status == DagsterRunStatus.FAILURE

@@ -97,10 +97,21 @@ class PoolWatch(threading.Thread):
                 for s in info.pending_steps
                 if s.run_id == run.run_id and s.assigned_timestamp is None
             ]
-            if mine and pool not in self._waiting_on:
-                self._waiting_on.add(pool)
-                self._announce(run, mine[0].step_key, self._describe_wait(pool, info.claimed_slots))
-            elif not mine and pool in self._waiting_on:
+            if mine:
+                # Checked on every look, not once: a holder may be killed while we wait.
+                freed = [self._free_if_orphaned(slot.run_id) for slot in info.claimed_slots]
+                gone = [f for f in freed if f]
+                if pool not in self._waiting_on:
+                    self._waiting_on.add(pool)
+                    holders = [
+                        self._describe_holder(slot.run_id)
+                        for slot, freed_one in zip(info.claimed_slots, freed, strict=True)
+                        if not freed_one
+                    ]
+                    self._announce(run, mine[0].step_key, self._describe_wait(pool, holders, gone))
+                elif gone:
+                    self._announce(run, mine[0].step_key, _freed_sentence(pool, gone))
+            elif pool in self._waiting_on:
                 self._waiting_on.discard(pool)
                 self._announce(run, None, f"The {pool} pool is free now; the run goes on.")
 
@@ -112,39 +123,51 @@ class PoolWatch(threading.Thread):
             self._run = runs[0] if runs else None
         return self._run
 
-    def _describe_wait(self, pool: str, claimed: Iterable) -> str:
-        holders = []
-        for slot in claimed:
-            holder = self.instance.get_run_by_id(slot.run_id)
-            holders.append(self._describe_holder(slot.run_id, holder))
+    def _describe_wait(self, pool: str, holders: list[str], gone: list[str]) -> str:
+        if gone and not holders:
+            return _freed_sentence(pool, gone)
         who = "; ".join(holders) if holders else "another run"
+        freed = f" ({_freed_sentence(pool, gone).rstrip('.')})" if gone else ""
         return (
-            f"Waiting for the {pool} pool, which {who} holds; this run starts when it is free "
-            f"(Ctrl-C gives up; `dagster instance concurrency set {pool} N` allows N at once)."
+            f"Waiting for the {pool} pool, which {who} holds{freed}; this run starts when it is "
+            f"free (Ctrl-C gives up; `dagster instance concurrency set {pool} N` allows N at once)."
         )
 
-    def _describe_holder(self, run_id: str, holder: dg.DagsterRun | None) -> str:
-        short = run_id[:8]
+    def _launcher(self, run_id: str) -> tuple[str, int | None, dg.DagsterRun | None]:
+        """The holder run, and the host and pid of the `imgcls` that started it (None: not one)."""
+        holder = self.instance.get_run_by_id(run_id)
         launcher = (holder.tags.get(LAUNCHER_TAG) if holder else None) or ""
         host, _, pid = launcher.partition(" ")
-        if not pid.isdigit():
-            return f"run {short} (started from the Dagster UI or a schedule)"
-        if host == socket.gethostname() and not pid_alive(int(pid)):
-            # The process that held the slot is gone: nobody will ever give it back.
-            self.instance.event_log_storage.free_concurrency_slots_for_run(run_id)
-            if holder is not None and not holder.is_finished:
-                self.instance.report_run_failed(
-                    holder, f"Its imgcls process (pid {pid}) is gone; its pool slot was freed."
-                )
-            return (
-                f"run {short}, whose imgcls process (pid {pid}) is gone, so its slot is freed now"
+        return host, int(pid) if pid.isdigit() else None, holder
+
+    def _describe_holder(self, run_id: str) -> str:
+        host, pid, _ = self._launcher(run_id)
+        if pid is None:
+            return f"run {run_id[:8]} (started from the Dagster UI or a schedule)"
+        return f"run {run_id[:8]} (imgcls, pid {pid} on {host})"
+
+    def _free_if_orphaned(self, run_id: str) -> str | None:
+        """Give back the slot of a run whose `imgcls` process on this machine is gone: nobody
+        else ever will. Returns what was done, or None."""
+        host, pid, holder = self._launcher(run_id)
+        if pid is None or host != socket.gethostname() or pid_alive(pid):
+            return None
+        self.instance.event_log_storage.free_concurrency_slots_for_run(run_id)
+        if holder is not None and not holder.is_finished:
+            self.instance.report_run_failed(
+                holder, f"Its imgcls process (pid {pid}) is gone; its pool slot was freed."
             )
-        return f"run {short} (imgcls, pid {pid} on {host})"
+        return f"run {run_id[:8]}'s imgcls process (pid {pid}) is gone"
 
     def _announce(self, run: dg.DagsterRun, step_key: str | None, message: str) -> None:
         self.messages.append(message)
         self.say(message)
         self.instance.report_engine_event(message, run, step_key=step_key)
+
+
+def _freed_sentence(pool: str, gone: list[str]) -> str:
+    text = f"{'; '.join(gone)}: its {pool} slot is freed for this run."
+    return text[0].upper() + text[1:]
 
 
 def _print(message: str) -> None:
