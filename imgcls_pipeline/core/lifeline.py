@@ -16,16 +16,24 @@ from __future__ import annotations
 
 import ctypes
 import os
+import shlex
 import signal
 import sys
+from pathlib import Path
 
 PARENT_ENV = "IMGCLS_PARENT_PID"
+# The command the user started (`imgcls train …`), which a child names as its own where it
+# reports who it is (the holder of a folder lock): the child's own arguments mean little to a user.
+LAUNCHER_COMMAND_ENV = "IMGCLS_LAUNCHER_COMMAND"
 _PR_SET_PDEATHSIG = 1
 
 
-def child_env(parent_pid: int | None = None) -> dict[str, str]:
-    """The environment entry a launcher gives a child that must die with it."""
-    return {PARENT_ENV: str(parent_pid if parent_pid is not None else os.getpid())}
+def child_env() -> dict[str, str]:
+    """The environment a launcher gives a child that must die with it."""
+    command = os.environ.get(LAUNCHER_COMMAND_ENV) or shlex.join(
+        [Path(sys.argv[0]).name, *sys.argv[1:]]
+    )
+    return {PARENT_ENV: str(os.getpid()), LAUNCHER_COMMAND_ENV: command}
 
 
 def follow_parent() -> None:
@@ -42,7 +50,7 @@ def follow_parent() -> None:
 
 def main(argv: list[str]) -> None:
     follow_parent()
-    os.environ.update(child_env())
+    os.environ[PARENT_ENV] = str(os.getpid())  # the pid CMD will have: exec keeps it
     os.execvp(argv[0], argv)
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from imgcls_pipeline.core.atomic import is_orphan_temp_file
 from imgcls_pipeline.core.errors import UserError
+from imgcls_pipeline.core.lifeline import LAUNCHER_COMMAND_ENV
 
 LOCK_FILE = ".imgcls.lock"
 
@@ -38,10 +39,11 @@ class Holder:
 
     @classmethod
     def this_process(cls) -> Holder:
+        own = shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv else ""
         return cls(
             pid=os.getpid(),
             host=socket.gethostname(),
-            command=shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv else "",
+            command=os.environ.get(LAUNCHER_COMMAND_ENV) or own,
             started=datetime.now(UTC).isoformat(timespec="seconds"),
         )
 

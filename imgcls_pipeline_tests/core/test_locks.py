@@ -22,11 +22,12 @@ time.sleep(600)
 """
 
 
-def start_holder(folder: Path) -> subprocess.Popen[str]:
+def start_holder(folder: Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     process = subprocess.Popen(
         [sys.executable, "-c", HOLDER, str(folder), "--fake-flag"],
         stdout=subprocess.PIPE,
         text=True,
+        env={**os.environ, **(env or {})},
     )
     assert process.stdout is not None and process.stdout.readline() == "locked\n"
     return process
@@ -100,3 +101,15 @@ def test_temporary_files_under_another_lock_are_left_to_its_holder(tmp_path):
         with FolderLock(tmp_path, "artifacts folder"):
             assert not nested.exists()
             assert inner.exists()
+
+
+def test_a_training_process_names_the_command_that_launched_it(tmp_path):
+    holder = start_holder(tmp_path, {"IMGCLS_LAUNCHER_COMMAND": "imgcls train --total_epochs 9"})
+    try:
+        with pytest.raises(
+            UserError, match=f"pid {holder.pid} on .*`imgcls train --total_epochs 9`"
+        ):
+            refuse_if_locked(tmp_path, "checkpoint folder")
+    finally:
+        holder.kill()
+        holder.wait()
