@@ -298,17 +298,17 @@ def check_resume_compatible(
     saved = _flatten(PipelineConfig.from_dict(_known(checkpoint["config"])).to_dict())
     wanted = _flatten(config.to_dict())
     differences = [
-        f"{key.split('.')[-1]} {saved[key]!r} -> {wanted[key]!r}"
+        f"{key.split('.')[-1]} differs ({saved[key]!r} -> {wanted[key]!r})"
         for key in wanted
         if key not in RESUMABLE_CHANGES and saved.get(key) != wanted[key]
     ]
     if checkpoint["classes"] != classes:
-        differences.append("the class list")
+        differences.append("the class list differs")
     if checkpoint["splits_fingerprint"] != fingerprint:
-        differences.append("the splits (train.csv/val.csv)")
+        differences.append("the splits (train.csv/val.csv) differ")
     if differences:
         raise UserError(
-            f"Cannot resume from {path}: these settings differ from that run: "
+            f"Cannot resume from {path}, whose run had other settings: "
             f"{', '.join(differences)}; pass the same settings to continue it, or --fresh to "
             f"start over (or use another checkpoint folder)."
         )

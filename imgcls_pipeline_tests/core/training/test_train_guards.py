@@ -104,7 +104,7 @@ def test_resume_refuses_changed_settings_and_checks_best_model(tiny, tmp_path):
     changed = tiny_config(total_epochs=3, learning_rate=0.005)
     code, _, err = finish(start(script_args(tiny, tmp_path, changed)))
     assert code == 1
-    assert "learning_rate 0.001 -> 0.005" in err and "total_epochs" not in err
+    assert "learning_rate differs (0.001 -> 0.005)" in err and "total_epochs" not in err
     assert ckpt.read_checkpoint(checkpoints / ckpt.LATEST)["epoch"] == 2  # untouched
 
     best = checkpoints / ckpt.BEST
