@@ -62,7 +62,6 @@ class PoolWatch(threading.Thread):
         self._tag = launcher_tag()
         self._run: dg.DagsterRun | None = None
         self._waiting_on: set[str] = set()
-        self.messages: list[str] = []
 
     def begin(self) -> PoolWatch:
         """Start watching, where the instance has pools at all (not a throwaway in-memory one)."""
@@ -160,7 +159,6 @@ class PoolWatch(threading.Thread):
         return f"run {run_id[:8]}'s imgcls process (pid {pid}) is gone"
 
     def _announce(self, run: dg.DagsterRun, step_key: str | None, message: str) -> None:
-        self.messages.append(message)
         self.say(message)
         self.instance.report_engine_event(message, run, step_key=step_key)
 
