@@ -10,6 +10,10 @@ CONFIG.json is written by ``PipelineConfig.write_json``, HW.json by ``HardwareSe
 latest_model.pt and the exit code is 0. A second signal kills at once (the checkpoint files are
 written atomically, so even that cannot leave a broken one).
 
+Rank 0 holds the checkpoint folder's lock (``core.locks``) for the whole run: a second training
+into the same folder refuses at once. Started with ``IMGCLS_PARENT_PID`` set (as the training
+asset does), the process dies with that parent (``core.lifeline``).
+
 Launched by Dagster Pipes, rank 0 streams logs (``log.info``), one custom message per epoch (the
 metrics row) and, when training completes, an asset materialization with the final metrics and
 the hardware settings.
@@ -29,20 +33,23 @@ from typing import Any
 import torch
 from dagster_pipes import PipesContext, PipesEnvVarParamsLoader, open_dagster_pipes
 
-from imgcls_pipeline.core import progress
+from imgcls_pipeline.core import lifeline, progress
 from imgcls_pipeline.core.errors import UserError, describe
 from imgcls_pipeline.core.hardware import (
     HardwareSettings,
     detect_device_props,
     resolve_hardware,
 )
+from imgcls_pipeline.core.locks import FolderLock
 from imgcls_pipeline.core.search.report_files import write_epoch_files, write_training_files
 from imgcls_pipeline.core.settings import PipelineConfig
+from imgcls_pipeline.core.training import checkpoint as ckpt
 from imgcls_pipeline.core.training import distributed
 from imgcls_pipeline.core.training.loop import TrainResult, train
 
 
 def main(argv: list[str] | None = None) -> int:
+    lifeline.follow_parent()
     args = _parse_args(argv)
     stop = _StopRequest()
     signal.signal(signal.SIGINT, stop.handle)
@@ -53,9 +60,15 @@ def main(argv: list[str] | None = None) -> int:
         )
         hardware = _hardware(args.hardware_json, config)
         info = distributed.init_from_env(hardware.device)
+        folder_lock = FolderLock(args.checkpoint_dir, "checkpoint folder")
         try:
+            if info.is_main:
+                folder_lock.acquire()
             with _reporter(enabled=info.is_main) as pipes:
                 log = _logger(pipes, echo=args.progress)
+                if info.is_main and not config.training.fresh:
+                    # Before hours of training, not after: a resume needs the best it compares to.
+                    _note(log, ckpt.check_best_checkpoint(Path(args.checkpoint_dir)))
                 result = train(
                     config,
                     data_dir=args.data_dir,
@@ -68,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
                     progress=args.progress,
                     artifacts_dir=args.artifacts_dir,
                 )
+                if info.is_main:
+                    _note(log, ckpt.check_best_checkpoint(Path(args.checkpoint_dir)))
                 if stop.signal_name and info.is_main:
                     log(f"{stop.signal_name} received: stopped cleanly.")
                 if info.is_main and not result.interrupted:
@@ -75,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
                 if pipes and not result.interrupted:
                     pipes.report_asset_materialization(metadata=materialization_metadata(result))
         finally:
+            folder_lock.release()
             distributed.cleanup()
     except UserError as err:
         if args.error_file:
@@ -225,6 +241,11 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--progress", action="store_true", help="show a progress bar per epoch")
     parser.add_argument("--error-file", help="where to write a user error's one-line message")
     return parser.parse_args(argv)
+
+
+def _note(log: Callable[[str], None], message: str | None) -> None:
+    if message:
+        log(message)
 
 
 def _print(message: str) -> None:

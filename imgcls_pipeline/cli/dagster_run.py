@@ -12,6 +12,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from imgcls_pipeline.cli.pool_watch import PoolWatch, launcher_tag, pools_of
 from imgcls_pipeline.core import progress
 from imgcls_pipeline.core.errors import UserError
 from imgcls_pipeline.core.settings import PipelineConfig
@@ -41,13 +42,18 @@ def materialize(
     instance = _instance()
     run_id = str(uuid.uuid4())
     instance.add_event_listener(run_id, print_event)
-    result = defs.resolve_job_def(command).execute_in_process(
-        run_config=run_config,
-        instance=instance,
-        tags={"imgcls/command": command},
-        raise_on_error=False,
-        run_id=run_id,
-    )
+    # Says so, on the terminal and in the run's log, while the run waits for the gpu pool.
+    watch = PoolWatch(instance, pools_of(defs, COMMAND_ASSETS[command])).begin()
+    try:
+        result = defs.resolve_job_def(command).execute_in_process(
+            run_config=run_config,
+            instance=instance,
+            tags={"imgcls/command": command, **launcher_tag()},
+            raise_on_error=False,
+            run_id=run_id,
+        )
+    finally:
+        watch.end()
     if not result.success:
         raise _run_failure(result)
     return paths, result

@@ -4,7 +4,10 @@ torch, timm, faiss and matplotlib are imported inside the assets, not here: load
 location (UI, sensors, `imgcls split`) then costs about a second instead of five.
 """
 
+import functools
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
@@ -12,6 +15,7 @@ from imgcls_pipeline.core.data.preflight import preflight
 from imgcls_pipeline.core.data.split_files import read_split, read_splits
 from imgcls_pipeline.core.data.splitting import SPLITS
 from imgcls_pipeline.core.errors import UserError
+from imgcls_pipeline.core.locks import FolderLock
 from imgcls_pipeline.core.search import embeddings_store, evaluation_store
 from imgcls_pipeline.core.training.checkpoint import BEST
 from imgcls_pipeline.defs.data_assets import splits
@@ -26,6 +30,18 @@ from imgcls_pipeline.defs.run_config import (
 from imgcls_pipeline.defs.training_assets import trained_checkpoint
 
 GROUP = "search"
+
+
+def _writes_artifacts(asset_fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Hold the artifacts folder's lock while the asset runs: a second writer refuses at once
+    (``core.locks``). Dagster passes resources by name, so ``paths`` is a keyword."""
+
+    @functools.wraps(asset_fn)
+    def locked(*args: Any, **kwargs: Any) -> Any:
+        with FolderLock(kwargs["paths"].artifacts, "artifacts folder"):
+            return asset_fn(*args, **kwargs)
+
+    return locked
 
 
 def _best_checkpoint(paths: PipelinePaths) -> Path:
@@ -46,6 +62,7 @@ def _best_checkpoint(paths: PipelinePaths) -> Path:
     "artifacts/embeddings/{split}.npy (float32, unit rows, row i = row i of splits/{split}.csv). "
     "Does no work when the checkpoint, splits and flip_tta are unchanged.",
 )
+@_writes_artifacts
 def embeddings(
     context: dg.AssetExecutionContext,
     config: EmbeddingsConfig,
@@ -109,6 +126,7 @@ def embeddings(
     description="Faiss index over the gallery (train split): artifacts/index/gallery.faiss and "
     "gallery.csv. Exact IndexFlatL2 by default; index_type ivf/hnsw for huge galleries.",
 )
+@_writes_artifacts
 def faiss_index(
     context: dg.AssetExecutionContext, config: FaissIndexConfig, paths: PipelinePaths
 ) -> dg.MaterializeResult:
@@ -148,6 +166,7 @@ def faiss_index(
     "the gallery: Recall@K, kNN accuracy, MAP@R, per-class accuracy, confusion matrix. "
     "artifacts/evaluation/{split}.json.",
 )
+@_writes_artifacts
 def evaluation(
     context: dg.AssetExecutionContext, config: EvaluationRunConfig, paths: PipelinePaths
 ) -> dg.MaterializeResult:

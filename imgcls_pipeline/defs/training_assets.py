@@ -1,6 +1,8 @@
 """The trained checkpoint: training runs in its own process (Dagster Pipes; torchrun for several
 GPUs), so a crash or out-of-memory there fails the step, never the orchestrator."""
 
+import os
+import shutil
 import sys
 import tempfile
 import warnings
@@ -9,7 +11,10 @@ from pathlib import Path
 import dagster as dg
 from dagster._core.errors import DagsterPipesExecutionError
 
+from imgcls_pipeline.core import lifeline
+from imgcls_pipeline.core.atomic import pid_alive
 from imgcls_pipeline.core.errors import UserError
+from imgcls_pipeline.core.locks import refuse_if_locked
 from imgcls_pipeline.defs.data_assets import splits
 from imgcls_pipeline.defs.gpu import GpuResource
 from imgcls_pipeline.defs.resources import PipelinePaths
@@ -22,12 +27,22 @@ warnings.filterwarnings("ignore", category=dg.PreviewWarning, message=".*expecte
 # Terminating the run sends SIGINT to training, which then saves its checkpoint and stops;
 # give it time to finish writing a large model before it is killed.
 TERMINATION_GRACE_SECONDS = 300
+# Scratch folders are named after the process that made them, so that a later run can tell the
+# ones of a killed process (removed) from those of a live one (kept).
+SCRATCH_PREFIX = "imgcls-train-"
 
 
 def training_command(gpu_count: int, arguments: list[str]) -> list[str]:
-    """One process on a CPU or one GPU; torchrun with one process per GPU when there are more."""
+    """One process on a CPU or one GPU; torchrun with one process per GPU when there are more.
+
+    torchrun is started through ``core.lifeline`` so that it too dies with this process; its
+    workers (train_script) follow it in turn.
+    """
     if gpu_count > 1:
         return [
+            sys.executable,
+            "-m",
+            "imgcls_pipeline.core.lifeline",
             sys.executable,
             "-m",
             "torch.distributed.run",
@@ -61,7 +76,11 @@ def trained_checkpoint(
     from_terminal = bool(context.run.tags.get("imgcls/command"))
     # Not printed: the training process's first line repeats it on the terminal.
     context.log.info(f"Training settings: {hardware.reason}")
-    with tempfile.TemporaryDirectory(prefix="imgcls-train-") as scratch:
+    # The training process takes the folder's lock itself; asking here too refuses before the
+    # process and its imports start.
+    refuse_if_locked(paths.checkpoints, "checkpoint folder")
+    remove_orphan_scratch_folders()
+    with tempfile.TemporaryDirectory(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-") as scratch:
         config_file = Path(scratch) / "config.json"
         hardware_file = Path(scratch) / "hardware.json"
         error_file = Path(scratch) / "error.txt"
@@ -87,7 +106,9 @@ def trained_checkpoint(
             arguments.append("--progress")  # progress bars and log lines on the terminal
         try:
             invocation = pipes_subprocess_client.run(
-                context=context, command=training_command(gpu.gpu_count, arguments)
+                context=context,
+                command=training_command(gpu.gpu_count, arguments),
+                env=lifeline.child_env(),  # training dies with this process, even on kill -9
             )
         except DagsterPipesExecutionError:
             # A mistake the user can fix (bad resume, missing weights, empty split) reaches the
@@ -99,6 +120,14 @@ def trained_checkpoint(
     # The script reports the settings it trained with (hardware JSON, precision, device).
     reported = {**(result.metadata or {}), "gpu_count": gpu.gpu_count}
     return dg.MaterializeResult(metadata=training_metadata(reported, paths.checkpoints))
+
+
+def remove_orphan_scratch_folders() -> None:
+    """Delete the scratch folders of training launches whose process is gone (killed)."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{SCRATCH_PREFIX}*-*"):
+        pid = folder.name.removeprefix(SCRATCH_PREFIX).split("-", 1)[0]
+        if folder.is_dir() and pid.isdigit() and not pid_alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def pipes_client() -> dg.PipesSubprocessClient:

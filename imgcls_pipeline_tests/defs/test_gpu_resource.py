@@ -58,6 +58,14 @@ def test_several_gpus_launch_torchrun() -> None:
         "--x",
     ]
     command = training_command(4, ["--x"])
-    assert command[:3] == [sys.executable, "-m", "torch.distributed.run"]
+    # torchrun through the lifeline, so that it dies with the orchestrator
+    assert command[:6] == [
+        sys.executable,
+        "-m",
+        "imgcls_pipeline.core.lifeline",
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+    ]
     assert "--nproc_per_node=4" in command
     assert command[-3:] == ["-m", "imgcls_pipeline.train_script", "--x"]

@@ -32,11 +32,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import pandas as pd
+from pydantic import BaseModel
 
-from imgcls_pipeline.core.atomic import write_atomic, write_text_atomic
+from imgcls_pipeline.core.atomic import is_orphan_temp_file, write_atomic, write_text_atomic
 from imgcls_pipeline.core.data.split_files import split_path
 from imgcls_pipeline.core.errors import UserError, describe
-from imgcls_pipeline.core.settings import PipelineConfig
+from imgcls_pipeline.core.settings import EvaluationConfig, PipelineConfig
 from imgcls_pipeline.core.tables import read_table
 
 FORMAT = "imgcls_pipeline.checkpoint/1"
@@ -190,10 +191,43 @@ def save_checkpoint(path: Path, checkpoint: dict[str, Any]) -> None:
 
 
 def remove_stale_temp_files(checkpoint_dir: Path) -> None:
-    """Delete the temporary files of writes that a killed process never finished."""
+    """Delete the temporary files of writes that a killed process never finished; only for the
+    holder of the folder's lock (``core.locks``), which no live writer can share."""
     for name in (LATEST, BEST, METRICS):
         for leftover in checkpoint_dir.glob(f".{name}.*.tmp"):
-            leftover.unlink(missing_ok=True)
+            if is_orphan_temp_file(leftover.name, unnamed_too=True):
+                leftover.unlink(missing_ok=True)
+
+
+def check_best_checkpoint(checkpoint_dir: Path) -> str | None:
+    """Make sure best_model.pt is readable wherever latest_model.pt says a best epoch exists.
+
+    Unreadable (truncated, overwritten, deleted) but latest_model.pt is that very epoch: best is
+    rebuilt from it, the same weights, and a note saying so is returned. Otherwise a UserError:
+    the best weights are gone and only a new training can make them again.
+    """
+    latest_path, best_path = checkpoint_dir / LATEST, checkpoint_dir / BEST
+    if not latest_path.is_file():
+        return None
+    try:
+        read_checkpoint(best_path)
+        return None
+    except UserError:
+        pass
+    latest = read_checkpoint(latest_path)
+    if latest["best_epoch"] is None:
+        return None
+    if latest["best_epoch"] == latest["epoch"]:
+        save_checkpoint(best_path, inference_only(latest))
+        return (
+            f"{best_path} was unreadable; rebuilt it from {LATEST}, which holds the same "
+            f"epoch {latest['epoch']}."
+        )
+    raise UserError(
+        f"{best_path} is missing or unreadable (corrupt or truncated) and cannot be rebuilt, "
+        f"since {LATEST} holds epoch {latest['epoch']} and the best was epoch "
+        f"{latest['best_epoch']}; train again with --fresh (or restore {BEST} from a backup)."
+    )
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -222,6 +256,34 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return checkpoint
 
 
+# Settings a resume may change. Each either only decides how far or how the run goes from here
+# (epochs, patience), follows the machine the run continues on (workers, precision; a None there
+# is resolved per GPU anyway), or is not read by training at all (split and search settings, whose
+# effect on training is judged by the class list and the splits fingerprint below). Every other
+# setting shaped the weights and optimiser state saved so far (a learning rate, for one, would be
+# overwritten by the optimiser state loaded back), so a different value refuses.
+RESUMABLE_CHANGES = frozenset(
+    {
+        "training.total_epochs",
+        "training.early_stopping_patience",
+        "training.fresh",
+        "training.num_workers",
+        "training.use_bf16",
+        "data.min_image_size",
+        "data.class_names",
+        "data.train_ratio",
+        "data.val_ratio",
+        "data.test_ratio",
+        *(
+            f"evaluation.{name}"
+            for name in EvaluationConfig.model_fields
+            # Validation computes these recalls; metrics.csv has one column for each.
+            if name not in ("recall_k_values",)
+        ),
+    }
+)
+
+
 def check_resume_compatible(
     checkpoint: dict[str, Any],
     *,
@@ -230,45 +292,50 @@ def check_resume_compatible(
     fingerprint: str,
     path: Path,
 ) -> None:
-    """Refuse to resume when what defines the model or its data changed since the checkpoint."""
-    saved_config = checkpoint["config"]
-    comparisons = [
-        ("backbone", checkpoint["backbone"], config.model.backbone),
-        ("embedding_dim", checkpoint["embedding_dim"], config.model.embedding_dim),
-        (
-            "scheduler_type",
-            saved_config["training"]["scheduler_type"],
-            config.training.scheduler_type,
-        ),
-        (
-            # A different number of centres would not even load (another weight shape).
-            "arcface_subcenters",
-            saved_config["model"].get("arcface_subcenters", 1),
-            config.model.arcface_subcenters,
-        ),
-        (
-            # 1 means one parameter group and anything else two: the optimiser state would not fit.
-            "head_lr_multiplier",
-            saved_config["training"].get("head_lr_multiplier", 1.0),
-            config.training.head_lr_multiplier,
-        ),
-        # GeM has no weights: another pooling would load silently and change the model.
-        ("pooling", saved_config["model"].get("pooling", "avg"), config.model.pooling),
-        ("gem_p", saved_config["model"].get("gem_p", 3.0), config.model.gem_p),
-        ("class list", checkpoint["classes"], classes),
-        ("splits (train.csv/val.csv)", checkpoint["splits_fingerprint"], fingerprint),
+    """Refuse to resume when a setting outside ``RESUMABLE_CHANGES``, the class list or the
+    splits differ from the checkpoint's run, naming every difference."""
+    # A key an older checkpoint lacks had the value that is today's default.
+    saved = _flatten(PipelineConfig.from_dict(_known(checkpoint["config"])).to_dict())
+    wanted = _flatten(config.to_dict())
+    differences = [
+        f"{key.split('.')[-1]} differs ({saved[key]!r} -> {wanted[key]!r})"
+        for key in wanted
+        if key not in RESUMABLE_CHANGES and saved.get(key) != wanted[key]
     ]
-    for label, saved, wanted in comparisons:
-        if saved != wanted:
-            shown = (
-                "changed"
-                if isinstance(saved, list) or label.startswith("splits")
-                else (f"{saved!r} -> {wanted!r}")
-            )
-            raise UserError(
-                f"Cannot resume from {path}: the {label} differs from that run ({shown}); "
-                f"use --fresh to start over, or another checkpoint folder."
-            )
+    if checkpoint["classes"] != classes:
+        differences.append("the class list differs")
+    if checkpoint["splits_fingerprint"] != fingerprint:
+        differences.append("the splits (train.csv/val.csv) differ")
+    if differences:
+        raise UserError(
+            f"Cannot resume from {path}, whose run had other settings: "
+            f"{', '.join(differences)}; pass the same settings to continue it, or --fresh to "
+            f"start over (or use another checkpoint folder)."
+        )
+
+
+def _flatten(config: dict[str, Any]) -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat.update({f"{key}.{inner}": v for inner, v in value.items()})
+        else:
+            flat[key] = value
+    return flat
+
+
+def _known(raw: dict[str, Any]) -> dict[str, Any]:
+    """``raw`` without the settings this version no longer has (they cannot be passed again)."""
+    known: dict[str, Any] = {}
+    for key, value in raw.items():
+        field = PipelineConfig.model_fields.get(key)
+        if field is None:
+            continue
+        section = field.annotation
+        if isinstance(value, dict) and isinstance(section, type) and issubclass(section, BaseModel):
+            value = {k: v for k, v in value.items() if k in section.model_fields}
+        known[key] = value
+    return known
 
 
 def write_metrics_csv(path: Path, history: list[dict[str, Any]]) -> None:

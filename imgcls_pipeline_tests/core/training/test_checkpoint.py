@@ -97,3 +97,68 @@ def test_metrics_csv_is_rewritten_from_history(tmp_path):
     assert path.read_text() == "epoch,val_recall@1\n1,0.5\n"
     ckpt.write_metrics_csv(path, [])
     assert not path.exists()
+
+
+def test_resume_names_every_changed_setting_and_the_way_out(tmp_path):
+    config = tiny_config()
+    saved = saved_run(config)
+    config.training.learning_rate = 0.005
+    config.seed = 7
+    with pytest.raises(UserError) as refused:
+        ckpt.check_resume_compatible(
+            saved, config=config, path=tmp_path, classes=["a", "b"], fingerprint="f1"
+        )
+    message = str(refused.value)
+    assert "learning_rate differs (0.001 -> 0.005)" in message
+    assert "seed differs (42 -> 7)" in message
+    assert "pass the same settings" in message and "--fresh" in message
+
+
+def test_resume_accepts_changes_that_only_say_how_far_or_where_it_runs(tmp_path):
+    config = tiny_config()
+    saved = saved_run(config)
+    config.training.total_epochs += 5
+    config.training.num_workers = 3
+    config.training.use_bf16 = True
+    config.training.early_stopping_patience = 1
+    config.evaluation.top_k = 3
+    ckpt.check_resume_compatible(
+        saved, config=config, path=tmp_path, classes=["a", "b"], fingerprint="f1"
+    )
+
+
+def test_a_setting_an_older_checkpoint_lacks_counts_as_its_default(tmp_path):
+    config = tiny_config()
+    saved = saved_run(config)
+    del saved["config"]["model"]["pooling"]
+    saved["config"]["training"]["a_setting_since_removed"] = 1
+    ckpt.check_resume_compatible(
+        saved, config=config, path=tmp_path, classes=["a", "b"], fingerprint="f1"
+    )
+    config.model.pooling = "gem"
+    with pytest.raises(UserError, match=r"pooling differs \('avg' -> 'gem'\)"):
+        ckpt.check_resume_compatible(
+            saved, config=config, path=tmp_path, classes=["a", "b"], fingerprint="f1"
+        )
+
+
+def checkpoint_folder(tmp_path, *, epoch, best_epoch):
+    latest = {"format": ckpt.FORMAT, "epoch": epoch, "best_epoch": best_epoch, "optimizer": {}}
+    ckpt.save_checkpoint(tmp_path / ckpt.LATEST, latest)
+    ckpt.save_checkpoint(tmp_path / ckpt.BEST, ckpt.inference_only({**latest, "epoch": best_epoch}))
+    (tmp_path / ckpt.BEST).write_bytes((tmp_path / ckpt.BEST).read_bytes()[:100])  # truncated
+    return tmp_path
+
+
+def test_a_truncated_best_model_is_refused_with_the_fix(tmp_path):
+    folder = checkpoint_folder(tmp_path, epoch=9, best_epoch=4)
+    with pytest.raises(UserError, match=r"best_model\.pt is missing or unreadable.*--fresh"):
+        ckpt.check_best_checkpoint(folder)
+
+
+def test_a_truncated_best_model_of_the_latest_epoch_is_rebuilt(tmp_path):
+    folder = checkpoint_folder(tmp_path, epoch=4, best_epoch=4)
+    assert "rebuilt" in ckpt.check_best_checkpoint(folder)
+    best = ckpt.read_checkpoint(folder / ckpt.BEST)
+    assert best["epoch"] == 4 and "optimizer" not in best
+    assert ckpt.check_best_checkpoint(folder) is None
