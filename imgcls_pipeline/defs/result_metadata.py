@@ -38,7 +38,9 @@ def evaluation_metadata(split: str, result: SplitEvaluation, files: Figures) -> 
     entries["metrics"] = table(
         [{"metric": key, "value": value} for key, value in scalar_metrics(metrics).items()]
     )
-    entries["confusion_matrix"] = figure(files.pngs["confusion_matrix"], f"{split} confusion")
+    entries["confusion_matrix"] = figure(
+        files.pngs["confusion_matrix"], f"{split} confusion matrix"
+    )
     entries["most_confused"] = table(
         most_confused(metrics, MOST_CONFUSED_ROWS),
         ["true_class", "predicted_class", "queries", "share"],
