@@ -18,6 +18,7 @@ from imgcls_pipeline.core.atomic import write_text_atomic
 from imgcls_pipeline.core.errors import UserError
 from imgcls_pipeline.core.project_settings import PROJECT_FILE, project_folder
 from imgcls_pipeline.core.settings import SECTIONS, PipelineConfig, setting_fields
+from imgcls_pipeline.core.settings_help import GROUP_TITLES
 
 USAGE = "usage: imgcls init [DIR]   (DIR: the project folder; default $DAGSTER_HOME, else .)"
 
@@ -38,14 +39,6 @@ FOLDERS = {
     "splits_dir": ("splits", "train.csv, val.csv, test.csv and excluded.csv."),
     "checkpoint_dir": ("checkpoints", "best_model.pt, latest_model.pt and metrics.csv."),
     "artifacts_dir": ("artifacts", "Manifest, embeddings, Faiss index and evaluation reports."),
-}
-HEADINGS = {
-    None: "General",
-    "data": "Data",
-    "model": "Model",
-    "training": "Training",
-    "augmentation": "Augmentation",
-    "evaluation": "Evaluation",
 }
 
 
@@ -98,7 +91,7 @@ def settings_file_text(
     defaults = PipelineConfig().flat()
     fields = setting_fields()
     for section in (None, *SECTIONS):
-        lines += ["", f"# --- {HEADINGS[section]} ---"]
+        lines += ["", f"# --- {GROUP_TITLES[section]} ---"]
         for name, (home, field) in fields.items():
             if home != section:
                 continue
