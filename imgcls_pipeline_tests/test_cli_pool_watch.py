@@ -100,3 +100,42 @@ def test_a_holder_killed_while_this_run_waits_gives_its_slot_back(instance):
         "its gpu slot is freed for this run."
     )
     assert instance.get_run_by_id(holder.run_id).status == DagsterRunStatus.FAILURE
+
+
+def test_train_into_a_locked_checkpoint_folder_is_refused_before_waiting_for_the_pool(tmp_path):
+    """With a shared instance the training step waits for the gpu pool, which the run writing
+    the folder holds: the refusal must come before the job starts, not after that wait."""
+    from imgcls_pipeline.cli.preflight import check_command
+    from imgcls_pipeline.core.errors import UserError
+    from imgcls_pipeline.core.folders import Folders
+    from imgcls_pipeline.core.settings import PipelineConfig
+
+    checkpoints = tmp_path / "checkpoints"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\n"
+            "from imgcls_pipeline.core.locks import FolderLock\n"
+            "FolderLock(sys.argv[1], 'checkpoint folder').acquire()\n"
+            "print('locked', flush=True)\n"
+            "time.sleep(600)\n",
+            str(checkpoints),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+        folders = Folders(
+            data_dir=str(tmp_path / "no-data"),  # later checks would fail on these
+            splits_dir=str(tmp_path / "no-splits"),
+            checkpoint_dir=str(checkpoints),
+            artifacts_dir=str(tmp_path / "artifacts"),
+        )
+        for command in ("train", "pipeline"):
+            with pytest.raises(UserError, match=f"checkpoint folder .*pid {holder.pid} on"):
+                check_command(command, PipelineConfig(), folders)
+    finally:
+        holder.kill()
+        holder.wait()

@@ -10,6 +10,7 @@ from imgcls_pipeline.core.data.split_files import read_split
 from imgcls_pipeline.core.data.splitting import SPLITS
 from imgcls_pipeline.core.errors import UserError
 from imgcls_pipeline.core.folders import FolderPaths
+from imgcls_pipeline.core.locks import refuse_if_locked
 from imgcls_pipeline.core.settings import PipelineConfig
 from imgcls_pipeline.core.training.checkpoint import BEST
 from imgcls_pipeline.core.training.hub import check_weights_available
@@ -17,6 +18,10 @@ from imgcls_pipeline.core.training.hub import check_weights_available
 
 def check_command(command: str, config: PipelineConfig, folders: FolderPaths) -> None:
     """What ``imgcls COMMAND`` needs before its Dagster job starts."""
+    if command in ("train", "pipeline"):
+        # Now, not in the training step: with a shared Dagster instance that step first waits
+        # for the gpu pool, which the run writing this folder holds (possibly for hours).
+        refuse_if_locked(folders.checkpoints, "checkpoint folder")
     if command in ("train", "index"):  # their input is the split tables: name those first
         check_split_tables(folders.splits, SPLITS if command == "index" else ("train", "val"))
     check_data_folder(folders.data)
