@@ -12,6 +12,7 @@ import faiss
 import numpy as np
 import pandas as pd
 import torch
+from PIL import Image
 from torchvision.transforms import v2
 
 from imgcls_pipeline.core.data.dataset import ImageDataset, make_loader
@@ -200,6 +201,11 @@ def _unreadable(path: Path, error: UserError) -> str:
     cause = error.__context__  # the library's error, kept although raised "from None"
     if cause is None:
         return str(error)
+    if isinstance(cause, Image.DecompressionBombError):
+        return (
+            f"cannot read {path}: {describe(cause)}; shrink it (to under "
+            f"{2 * Image.MAX_IMAGE_PIXELS:,} pixels) or leave it out."
+        )
     return (
         f"cannot read {path} as a photo ({describe(cause)}); pass a JPEG, PNG or other "
         "image file Pillow opens, or leave it out."

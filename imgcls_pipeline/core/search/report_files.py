@@ -88,6 +88,10 @@ def write_training_files(
     if all(p.is_file() and p.stat().st_mtime_ns > best.stat().st_mtime_ns for p in drawn):
         figures.paths.update(confusion_matrix=drawn[0], worst_queries=drawn[1])
         return figures
+    # Figures older than best_model.pt are another model's: never leave them beside this one,
+    # even when drawing the new ones fails (a photo gone since training, say).
+    for stale in drawn:
+        stale.unlink(missing_ok=True)
     best_figures = write_best_model_files(
         folder, data_dir, splits_dir, config, device=device, num_workers=num_workers
     )

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -156,3 +158,20 @@ def test_open_set_threshold_answers_unknown_below_the_nearest_similarity(tmp_pat
     # A file that is no photo gets predict's own advice, not the data folder's.
     assert broken.error.startswith(f"cannot read {tmp_path / 'notes.png'} as a photo (")
     assert "leave it out" in broken.error and "manifest" not in broken.error
+
+
+def test_a_photo_too_large_to_decode_is_told_to_be_shrunk_not_to_be_another_format():
+    from PIL import Image
+
+    from imgcls_pipeline.core.errors import UserError
+    from imgcls_pipeline.core.search.inference import _unreadable
+
+    try:
+        try:
+            raise Image.DecompressionBombError("Image size (196000000 pixels) exceeds limit")
+        except Image.DecompressionBombError:
+            raise UserError("data-folder advice") from None
+    except UserError as error:
+        sentence = _unreadable(Path("huge.png"), error)
+    assert "shrink it" in sentence and "huge.png" in sentence
+    assert "JPEG, PNG or other" not in sentence

@@ -1,9 +1,11 @@
 import base64
 import io
+import os
 import re
 from html.parser import HTMLParser
 
 import pandas as pd
+import pytest
 from PIL import Image
 
 from imgcls_pipeline.core.search import evaluation_store, report_files
@@ -112,3 +114,23 @@ def test_a_killed_writers_temporary_files_are_removed_by_the_next_write(tmp_path
     mine.write_bytes(b"half")
     report_files.write_epoch_files(tmp_path)
     assert not any(path.exists() for path in left) and mine.exists()
+
+
+def test_another_models_figures_are_removed_even_when_new_ones_cannot_be_drawn(
+    tmp_path, monkeypatch
+):
+    ckpt.write_metrics_csv(tmp_path / ckpt.METRICS, [{"epoch": 1, "train_loss": 1.0,
+                           "val_recall@1": 0.5, "seconds": 1.0}])  # fmt: skip
+    old = [tmp_path / report_files.CONFUSION, tmp_path / report_files.WORST]
+    for path in old:
+        path.write_bytes(b"the previous model's figure")
+        os.utime(path, ns=(1, 1))  # older than the new best_model.pt
+    (tmp_path / ckpt.BEST).write_bytes(b"a newer model")
+
+    def photos_gone(*args, **kwargs):
+        raise RuntimeError("2 photos could not be read")
+
+    monkeypatch.setattr(report_files, "write_best_model_files", photos_gone)
+    with pytest.raises(RuntimeError):
+        report_files.write_training_files(tmp_path, tmp_path, tmp_path, None)
+    assert not any(path.exists() for path in old)
