@@ -38,6 +38,14 @@ def test_split_runs_the_named_split_job_and_prints_each_step_once_in_order(
         runs = instance.get_runs()
     assert [run.job_name for run in runs] == ["split"]
     assert runs[0].tags["imgcls/command"] == "split"
+    # The UI's Overview timeline and Jobs list find a job's runs by its code location's label
+    # (`dagster dev -m imgcls_pipeline.definitions`), as it does for a run launched from the UI.
+    label = dg.RunsFilter(
+        job_name="split",
+        tags={".dagster/repository": "__repository__@imgcls_pipeline.definitions"},
+    )
+    with dg.DagsterInstance.get() as instance:
+        assert [run.run_id for run in instance.get_runs(filters=label)] == [runs[0].run_id]
 
 
 def _fresh_interpreter(argv: list[str], cwd: Path) -> tuple[subprocess.CompletedProcess, float]:
