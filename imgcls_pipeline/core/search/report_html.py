@@ -20,9 +20,9 @@ from imgcls_pipeline.core.search.evaluation_store import (
 
 
 def similarity_text(distance: float) -> str:
-    """``sim 0.975``: the cosine similarity (1 = identical) of two unit embeddings whose squared
+    """``sim 0.9754``: the cosine similarity (1 = identical) of two unit embeddings whose squared
     L2 distance is ``distance``, the number ``imgcls predict`` reports."""
-    return f"sim {1.0 - distance / 2.0:.3f}"
+    return f"sim {1.0 - distance / 2.0:.4f}"
 
 
 _STYLE = """
