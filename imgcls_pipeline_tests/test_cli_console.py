@@ -92,3 +92,17 @@ def test_index_names_the_missing_model_once_the_tables_exist(tmp_path: Path) -> 
         "error: No trained model at checkpoints/best_model.pt: run `imgcls train` first, or pass "
         "--checkpoint_dir DIR"
     )
+
+
+def test_every_ui_door_names_the_code_location_the_runs_are_labelled_with() -> None:
+    """`dagster dev` in the project (pyproject's [tool.dagster]) and the demo's
+    `dagster dev -m imgcls_pipeline.definitions` load one code location name, the one in the
+    label that puts an `imgcls` run in the UI's Jobs list."""
+    import tomllib
+
+    from imgcls_pipeline.cli.dagster_run import REPOSITORY_LABEL
+
+    root = Path(__file__).resolve().parents[1]
+    dagster = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["dagster"]
+    assert dagster["module_name"] == "imgcls_pipeline.definitions"
+    assert dagster["code_location_name"] == REPOSITORY_LABEL.split("@", 1)[1]
