@@ -38,6 +38,14 @@ def test_split_runs_the_named_split_job_and_prints_each_step_once_in_order(
         runs = instance.get_runs()
     assert [run.job_name for run in runs] == ["split"]
     assert runs[0].tags["imgcls/command"] == "split"
+    # The UI's Overview timeline and Jobs list find a job's runs by its code location's label
+    # (`dagster dev -m imgcls_pipeline.definitions`), as it does for a run launched from the UI.
+    label = dg.RunsFilter(
+        job_name="split",
+        tags={".dagster/repository": "__repository__@imgcls_pipeline.definitions"},
+    )
+    with dg.DagsterInstance.get() as instance:
+        assert [run.run_id for run in instance.get_runs(filters=label)] == [runs[0].run_id]
 
 
 def _fresh_interpreter(argv: list[str], cwd: Path) -> tuple[subprocess.CompletedProcess, float]:
@@ -84,3 +92,17 @@ def test_index_names_the_missing_model_once_the_tables_exist(tmp_path: Path) -> 
         "error: No trained model at checkpoints/best_model.pt: run `imgcls train` first, or pass "
         "--checkpoint_dir DIR"
     )
+
+
+def test_every_ui_door_names_the_code_location_the_runs_are_labelled_with() -> None:
+    """`dagster dev` in the project (pyproject's [tool.dagster]) and the demo's
+    `dagster dev -m imgcls_pipeline.definitions` load one code location name, the one in the
+    label that puts an `imgcls` run in the UI's Jobs list."""
+    import tomllib
+
+    from imgcls_pipeline.cli.dagster_run import REPOSITORY_LABEL
+
+    root = Path(__file__).resolve().parents[1]
+    dagster = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["dagster"]
+    assert dagster["module_name"] == "imgcls_pipeline.definitions"
+    assert dagster["code_location_name"] == REPOSITORY_LABEL.split("@", 1)[1]

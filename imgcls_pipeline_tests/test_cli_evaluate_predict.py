@@ -109,3 +109,19 @@ def test_predict_embeds_queries_as_the_gallery_was_embedded(
     assert seen["flip_tta"] is gallery_tta
     assert main([*tokens, "--flip_tta", "true"]) == 2
     assert "which its info.json records" in capsys.readouterr().err
+
+
+def test_an_unknown_answer_shows_the_nearest_similarity_not_the_turned_down_vote(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from imgcls_pipeline.cli.predict import _print_predictions
+
+    neighbour = {"class_name": "circle", "similarity": 0.9927, "image_path": "circle/c1_1.jpg"}
+    rows = [
+        {"image_path": "q.jpg", "predicted_class": "unknown", "confidence": 1.0, "error": None},
+        {"image_path": "k.jpg", "predicted_class": "circle", "confidence": 0.75, "error": None},
+    ]
+    _print_predictions([{**row, "neighbours": [neighbour]} for row in rows])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "q.jpg: unknown (nearest similarity 0.9927, below --open_set_threshold)"
+    assert lines[2] == "k.jpg: circle (confidence 0.75)"

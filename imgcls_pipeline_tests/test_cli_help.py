@@ -82,3 +82,20 @@ def test_unknown_command_suggests_the_closest(capsys) -> None:
     assert "Did you mean train?" in capsys.readouterr().err
     assert main([]) == 2
     assert "usage: imgcls COMMAND" in capsys.readouterr().err
+
+
+def test_command_help_shows_what_the_project_settings_file_sets(
+    tmp_path, monkeypatch, capsys
+) -> None:
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "imgcls.yaml").write_text("total_epochs: 12\nimage_size: 64\n")
+    assert main(["train", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "Epochs in all, warm-up included. Default: 50 (imgcls.yaml: 12)" in out
+    assert "Default: 480 (imgcls.yaml: 64)" in out
+    assert "Default: 0.0001\n" in out  # learning_rate: not in the file
+    # A mistake in the file is the command's to report; help still helps.
+    (tmp_path / "imgcls.yaml").write_text("total_epochs: -3\n")
+    assert main(["train", "--help"]) == 0
+    assert "Default: 50\n" in capsys.readouterr().out

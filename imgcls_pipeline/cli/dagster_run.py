@@ -23,6 +23,12 @@ from imgcls_pipeline.defs.run_config import run_config_for
 
 # Steps whose messages reach the terminal while they run (training prints its own log lines).
 LIVE_STEPS = {"trained_checkpoint"}
+# The UI's Overview timeline and Jobs list show a job's runs by this hidden tag, "repository @
+# code location", which a run launched from the UI gets from its origin. An in-process run has no
+# origin, so it is labelled as the code location `dagster dev` loads (`-m imgcls_pipeline.definitions`
+# or workspace.yaml: location named after the module; a Definitions object is "__repository__").
+REPOSITORY_LABEL_TAG = ".dagster/repository"
+REPOSITORY_LABEL = "__repository__@imgcls_pipeline.definitions"
 
 
 def materialize(
@@ -48,7 +54,11 @@ def materialize(
         result = defs.resolve_job_def(command).execute_in_process(
             run_config=run_config,
             instance=instance,
-            tags={"imgcls/command": command, **launcher_tag()},
+            tags={
+                "imgcls/command": command,
+                **launcher_tag(),
+                REPOSITORY_LABEL_TAG: REPOSITORY_LABEL,
+            },
             raise_on_error=False,
             run_id=run_id,
         )

@@ -7,8 +7,10 @@ from __future__ import annotations
 import textwrap
 
 from imgcls_pipeline.cli.flags import COMMAND_FLAGS, COMMAND_SETTINGS, SETTINGS_FILE_FLAG
+from imgcls_pipeline.core.errors import UserError
 from imgcls_pipeline.core.folders import FOLDER_ENV_VARS
-from imgcls_pipeline.core.settings_help import grouped
+from imgcls_pipeline.core.project_settings import PROJECT_FILE, read_project_settings
+from imgcls_pipeline.core.settings_help import grouped, value_text
 
 # One line per command, in the order a new user meets them.
 COMMAND_SUMMARIES: dict[str, str] = {
@@ -83,17 +85,31 @@ def command_help(command: str) -> str:
     lines = [f"usage: imgcls {command} [FLAGS]{ARGUMENTS.get(command, '')}", ""]
     if command in COMMAND_SUMMARIES:
         lines += [COMMAND_SUMMARIES[command], ""]
+    project = _project_values() if command not in ("demo", "init") else {}
     lines.append("Options:")
     for flag in [*COMMAND_FLAGS.get(command, {}), SETTINGS_FILE_FLAG]:
         metavar, text = OPTION_HELP.get((command, flag)) or OPTION_HELP.get(flag, ("VALUE", ""))
-        lines += _entry(f"--{flag} {metavar}", text)
+        lines += _entry(f"--{flag} {metavar}", text + project.get(flag, ""))
     for group, items in grouped(COMMAND_SETTINGS.get(command, ())).items():
         lines += ["", f"{group}:"]
         for item in items:
             lines += _entry(
-                f"--{item.name} {item.type}", f"{item.description} Default: {item.default}"
+                f"--{item.name} {item.type}",
+                f"{item.description} Default: {item.default}{project.get(item.name, '')}",
             )
     return "\n".join(lines)
+
+
+def _project_values() -> dict[str, str]:
+    """`` (imgcls.yaml: 12)`` by setting or folder the project's imgcls.yaml sets: the value a
+    command uses without the flag. Nothing when there is no such file or it has a mistake (the
+    command itself reports that)."""
+    try:
+        project = read_project_settings()
+    except UserError:
+        return {}
+    values = {**project.folders, **project.settings}
+    return {name: f" ({PROJECT_FILE}: {value_text(value)})" for name, value in values.items()}
 
 
 def _entry(flag: str, text: str) -> list[str]:

@@ -23,6 +23,7 @@ from imgcls_pipeline.core.search.index import (
 )
 from imgcls_pipeline.core.search.photo_inputs import find_photos
 from imgcls_pipeline.core.search.predictions_store import (
+    UNKNOWN,
     check_output_path,
     prediction_rows,
     write_predictions,
@@ -117,7 +118,18 @@ def _print_predictions(rows: list[dict[str, Any]]) -> None:
         if row["error"]:
             print(f"{row['image_path']}: ERROR {row['error']}")
             continue
-        print(f"{row['image_path']}: {row['predicted_class']} (confidence {row['confidence']:.2f})")
+        if row["predicted_class"] == UNKNOWN and row["neighbours"]:
+            # The vote's confidence belongs to the class that was turned down: not shown here.
+            nearest = row["neighbours"][0]["similarity"]
+            print(
+                f"{row['image_path']}: {UNKNOWN} (nearest similarity {nearest:.4f}, "
+                "below --open_set_threshold)"
+            )
+        else:
+            print(
+                f"{row['image_path']}: {row['predicted_class']} "
+                f"(confidence {row['confidence']:.2f})"
+            )
         for rank, n in enumerate(row["neighbours"][:NEIGHBOURS_SHOWN], start=1):
             print(
                 f"    {rank}. {n['class_name']:<20} similarity {n['similarity']:.4f}  "

@@ -45,8 +45,24 @@ def progress[T](
             leave=leave,
             position=position,
             file=sys.stderr,
+            **_size_of_an_unsized_terminal(),
         )
     return _plain_lines(items, desc, unit, total)
+
+
+def _size_of_an_unsized_terminal() -> dict[str, int]:
+    """80×24 when stderr is a terminal that reports a size of 0 (a pseudo-terminal nobody sized:
+    `script -c`, `docker exec -t`, some CI runners), where tqdm would print nothing at all;
+    otherwise nothing, so that tqdm follows the terminal's size."""
+    try:
+        size = os.get_terminal_size(sys.stderr.fileno())
+    except (AttributeError, OSError, ValueError):
+        return {}
+    return (
+        {}
+        if size.columns and size.lines
+        else {"ncols": size.columns or 80, "nrows": size.lines or 24}
+    )
 
 
 def _plain_lines[T](items: Iterable[T], desc: str, unit: str, total: int | None) -> Iterator[T]:

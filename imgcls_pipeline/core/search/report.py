@@ -21,6 +21,7 @@ from matplotlib.ticker import MaxNLocator
 from PIL import Image, ImageDraw, ImageFont
 
 from imgcls_pipeline.core.data.images import load_rgb
+from imgcls_pipeline.core.search.report_html import similarity_text
 
 # Beyond these sizes per-cell numbers and class tick labels become unreadable clutter.
 ANNOTATE_MAX_CLASSES = 20
@@ -137,8 +138,8 @@ def worst_queries_png(
     rows: Sequence[Mapping[str, Any]], data_dir: str | os.PathLike[str], thumb: int = 96
 ) -> bytes:
     """One line per row of ``evaluation.worst_query_rows``: the query image, then its nearest
-    gallery images captioned with class and (squared L2) distance d; red frames mark wrong
-    classes."""
+    gallery images captioned with class and similarity (as ``imgcls predict`` shows it); red
+    frames mark wrong classes."""
     font = ImageFont.load_default()
     columns = 1 + max((len(row["neighbours"]) for row in rows), default=0)
     cell_w, cell_h = thumb + _PAD, thumb + _CAPTION_LINES * _LINE_HEIGHT + _PAD
@@ -162,7 +163,7 @@ def worst_queries_png(
         )
         for column, neighbour in enumerate(row["neighbours"], start=1):
             same = neighbour["class_name"] == row["class_name"]
-            captions = [str(neighbour["class_name"]), f"d={neighbour['distance']:.3f}"]
+            captions = [str(neighbour["class_name"]), similarity_text(neighbour["distance"])]
             _draw_cell(
                 canvas,
                 draw,

@@ -18,6 +18,13 @@ from imgcls_pipeline.core.search.evaluation_store import (
     scalar_metrics,
 )
 
+
+def similarity_text(distance: float) -> str:
+    """``sim 0.9754``: the cosine similarity (1 = identical) of two unit embeddings whose squared
+    L2 distance is ``distance``, the number ``imgcls predict`` reports."""
+    return f"sim {1.0 - distance / 2.0:.4f}"
+
+
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; max-width: 1200px; }
 table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
@@ -67,8 +74,8 @@ def evaluation_html(
     if worst_rows:
         parts += [
             "<h2>Worst queries, listed</h2>",
-            '<p class="note">Wrong votes first, then the least confident; d is the squared L2 '
-            "distance between unit embeddings (0 = identical, 4 = opposite).</p>",
+            '<p class="note">Wrong votes first, then the least confident; sim is the cosine '
+            "similarity of the embeddings (1 = identical), as imgcls predict reports it.</p>",
             _table(
                 ["query", "true class", "predicted", "confidence", "nearest gallery photos"],
                 [
@@ -78,7 +85,7 @@ def evaluation_html(
                         row["predicted"],
                         row["confidence"],
                         "; ".join(
-                            f"{n['class_name']} (d={n['distance']:.3f}) {n['image_path']}"
+                            f"{n['class_name']} ({similarity_text(n['distance'])}) {n['image_path']}"
                             for n in row["neighbours"]
                         ),
                     ]

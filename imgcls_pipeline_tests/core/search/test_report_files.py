@@ -88,6 +88,8 @@ def test_an_evaluation_writes_its_figures_and_one_self_contained_page(tmp_path):
     # A class name is text, never markup.
     assert "b" not in page.tags and "<b>dog</b>" in text
     assert re.search(r"Most confused classes", text) and "dog/d1_1.jpg" in text
+    # A neighbour's closeness is the similarity `imgcls predict` reports, not a bare "d=".
+    assert "cat (sim 0.8750) cat/c_1.jpg" in text and "d=" not in text
 
 
 def test_epoch_files_are_results_csv_and_the_curve(tmp_path):
