@@ -36,7 +36,8 @@ MANIFEST_COLUMNS = [
 MANIFEST_FILE = "manifest.parquet"  # under the artifacts folder
 LAYOUT_HELP = (
     "put one sub-folder per class in it, holding photos named {ID}_{sequence}.jpg "
-    "(e.g. data/plant/plant001_1.jpg), or point --data_dir / IMGCLS_DATA_DIR at your photo folder"
+    "(e.g. data/plant/plant001_1.jpg), or point the project at your photo folder: data_dir in "
+    "imgcls.yaml (the UI reads it), --data_dir or IMGCLS_DATA_DIR"
 )
 
 
