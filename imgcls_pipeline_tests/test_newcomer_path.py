@@ -7,7 +7,6 @@ import os
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,8 @@ import dagster as dg
 import pandas as pd
 import pytest
 import yaml
+
+from imgcls_pipeline_tests.servers import free_port, restore_signals
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's package; `.ci/run` installs it when missing
@@ -91,22 +92,10 @@ def test_demo_runs_the_whole_pipeline_into_its_own_project_folder(demo: tuple[Pa
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _restore_signals() -> None:
-    # A non-interactive parent leaves SIGINT ignored; dagster dev must be stoppable.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
 @contextlib.contextmanager
 def _ui(command: str, log: Path) -> Iterator[str]:
     """The printed command, in a shell in the repository, on a free port; its URL."""
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         ["bash", "-c", f"{command} -h 127.0.0.1 -p {port}"],
         cwd=PROJECT_ROOT,
@@ -114,7 +103,7 @@ def _ui(command: str, log: Path) -> Iterator[str]:
         stdout=subprocess.DEVNULL,
         stderr=open(log, "ab"),  # noqa: SIM115
         start_new_session=True,
-        preexec_fn=_restore_signals,
+        preexec_fn=restore_signals,
     )
     url = f"http://127.0.0.1:{port}"
     try:

@@ -5,7 +5,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,20 +15,9 @@ import pytest
 from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
 
 from imgcls_pipeline_tests.imaging import make_photo_folder, uniform_layout
+from imgcls_pipeline_tests.servers import free_port, restore_signals
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _restore_signals() -> None:
-    # A non-interactive parent leaves SIGINT ignored; dagster dev must be stoppable.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _project(tmp_path: Path) -> Path:
@@ -45,7 +33,7 @@ def _project(tmp_path: Path) -> Path:
 class DagsterDev:
     def __init__(self, root: Path):
         # As the README says: `export DAGSTER_HOME=$PWD` in the project folder.
-        self.root, self.port = root, _free_port()
+        self.root, self.port = root, free_port()
         self.env = os.environ | {"DAGSTER_HOME": str(root)}
         self.process: subprocess.Popen | None = None
 
@@ -69,7 +57,7 @@ class DagsterDev:
             stdout=subprocess.DEVNULL,
             stderr=open(self.root / "dagster_dev.log", "ab"),  # noqa: SIM115
             start_new_session=True,
-            preexec_fn=_restore_signals,
+            preexec_fn=restore_signals,
         )
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
