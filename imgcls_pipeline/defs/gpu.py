@@ -31,7 +31,7 @@ class GpuResource(dg.ConfigurableResource):
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         self._props, self._gpu_count = probe_devices_in_subprocess()
         if context.log is not None:
-            found = self._props.name if self._props else "no CUDA GPU (training on the CPU)"
+            found = self._props.name if self._props else "no CUDA GPU (running on the CPU)"
             context.log.info(f"GPU resource: {found}, {self._gpu_count} device(s)")
 
     @property
