@@ -12,7 +12,6 @@ from pathlib import Path
 
 from imgcls_pipeline.cli.flags import read_command_line, refuse_arguments
 from imgcls_pipeline.cli.preflight import check_checkpoint, check_data_folder, check_split_tables
-from imgcls_pipeline.core.data.split_files import read_split
 from imgcls_pipeline.core.errors import UserError
 from imgcls_pipeline.core.folders import Folders
 from imgcls_pipeline.core.settings import EVAL_SPLITS
@@ -26,12 +25,10 @@ def run(command: str, tokens: Sequence[str]) -> int:
     split = options.get("split", "val")
     if split not in EVAL_SPLITS:
         raise UserError(f"--split must be one of {', '.join(EVAL_SPLITS)}, not '{split}'.")
-    folders = Folders.from_env(
-        data_dir=options.get("data_dir"), splits_dir=options.get("splits_dir")
-    )
+    folders = Folders.from_env(**options)  # flags, then a --settings file's folders, then ...
     checkpoint = Path(options.get("checkpoint") or folders.checkpoints / BEST)
     check_checkpoint(checkpoint, "--checkpoint FILE")
-    check_split_tables(folders.splits, ["train", split])
+    tables = check_split_tables(folders.splits, ["train", split])
     check_data_folder(folders.data)
     # torch, Faiss and the model: only once the checks have passed.
     from imgcls_pipeline.core.search.evaluation import evaluate_split
@@ -39,9 +36,7 @@ def run(command: str, tokens: Sequence[str]) -> int:
     from imgcls_pipeline.core.search.index import build_index
     from imgcls_pipeline.core.search.inference import embed_frame, load_model
 
-    # The tables are validated (paths, leakage) before the model is loaded.
-    gallery = read_split(folders.splits, "train")
-    queries = read_split(folders.splits, split)
+    gallery, queries = tables["train"], tables[split]  # validated before the model is loaded
     loaded = load_model(checkpoint)
     print(
         f"Embedding {len(gallery)} gallery and {len(queries)} {split} photos on {loaded.device}",

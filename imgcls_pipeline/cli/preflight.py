@@ -4,9 +4,10 @@ user mistake is one sentence within a second or two, not a stack trace after a s
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from imgcls_pipeline.core.data.manifest import LAYOUT_HELP, check_data_dir
-from imgcls_pipeline.core.data.split_files import read_split
+from imgcls_pipeline.core.data.split_files import read_splits
 from imgcls_pipeline.core.data.splitting import SPLITS
 from imgcls_pipeline.core.errors import UserError
 from imgcls_pipeline.core.folders import FolderPaths
@@ -40,16 +41,18 @@ def check_data_folder(data: Path) -> None:
         raise UserError(f"Data folder '{data}' {state}: {LAYOUT_HELP}.")
 
 
-def check_split_tables(splits: Path, names: tuple[str, ...] | list[str]) -> None:
-    """Each table is readable and has its columns (``read_split``'s checks); train and val have
-    rows, since training picks its best epoch on val and the gallery is train."""
-    for name in names:
-        table = read_split(splits, name)
+def check_split_tables(splits: Path, names: tuple[str, ...] | list[str]) -> dict[str, Any]:
+    """Each table is readable and has its columns (``read_splits``' checks, one read of the
+    folder); train and val have rows, since training picks its best epoch on val and the gallery
+    is train. The tables, by name, for a caller that goes on to use them."""
+    tables = read_splits(splits, names)
+    for name, table in tables.items():
         if name in ("train", "val") and table.empty:
             raise UserError(
                 f"Split file '{splits / f'{name}.csv'}' has no rows: run `imgcls split` with "
                 f"{name}_ratio above 0, or add photos to the data folder."
             )
+    return tables
 
 
 def check_checkpoint(path: Path, flag: str) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from imgcls_pipeline.core.data.split_files import read_excluded, read_split
+from imgcls_pipeline.core.data.split_files import read_excluded, read_splits
 from imgcls_pipeline.core.data.splitting import SPLITS, count_table
 from imgcls_pipeline.core.folders import FolderPaths
 from imgcls_pipeline.core.search import evaluation_store
@@ -10,7 +10,7 @@ from imgcls_pipeline.core.training import checkpoint
 
 
 def print_split_summary(paths: FolderPaths) -> None:
-    tables = {split: read_split(paths.splits, split) for split in SPLITS}
+    tables = read_splits(paths.splits, SPLITS)
     excluded = read_excluded(paths.splits)
     print(f"\nSplits written to {paths.splits}/ (IDs per class and split):")
     print(count_table(tables).to_string())

@@ -4,7 +4,7 @@ import dagster as dg
 import pandas as pd
 
 from imgcls_pipeline.core.data.groups import IdGroups
-from imgcls_pipeline.core.data.split_files import read_excluded, read_split
+from imgcls_pipeline.core.data.split_files import read_excluded, read_splits
 from imgcls_pipeline.core.data.splitting import SPLITS, share_deviations
 from imgcls_pipeline.defs.data_assets import SplitResult, splits
 from imgcls_pipeline.defs.metadata import frame_table, rounded, table
@@ -15,7 +15,7 @@ SHARE_CHECK_MIN_IDS = 10  # below this, whole IDs cannot get near the ratios; no
 
 
 def _tables_on_disk(paths: PipelinePaths) -> dict[str, pd.DataFrame]:
-    return {split: read_split(paths.splits, split) for split in SPLITS}
+    return read_splits(paths.splits, SPLITS)
 
 
 @dg.asset_check(asset=splits, blocking=True, description="No object_id is in more than one split.")
