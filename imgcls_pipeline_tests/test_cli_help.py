@@ -99,3 +99,9 @@ def test_command_help_shows_what_the_project_settings_file_sets(
     (tmp_path / "imgcls.yaml").write_text("total_epochs: -3\n")
     assert main(["train", "--help"]) == 0
     assert "Default: 50\n" in capsys.readouterr().out
+
+
+def test_init_help_offers_only_what_init_takes(capsys) -> None:
+    assert main(["init", "-h"]) == 0
+    shown = capsys.readouterr().out
+    assert shown.startswith("usage: imgcls init [DIR]") and "--" not in shown

@@ -24,6 +24,12 @@ COMMAND_SUMMARIES: dict[str, str] = {
     "predict": "Classify photos or folders with the saved index, without Dagster.",
 }
 ARGUMENTS: dict[str, str] = {"predict": " PHOTO_OR_FOLDER...", "init": " [DIR]"}
+# Commands that take no flags, only their own arguments, described here.
+OWN_ARGUMENTS_ONLY = {
+    "init": "Write a commented imgcls.yaml (every setting, its description and default) and, when "
+    "missing, a dagster.yaml into DIR, the project folder (default: $DAGSTER_HOME, else the current "
+    "folder). An existing imgcls.yaml is never overwritten.",
+}
 _FOLDER_HELP = {
     "data_dir": "Folder with one sub-folder of photos per class.",
     "splits_dir": "Folder of the split tables (train.csv, val.csv, test.csv, excluded.csv).",
@@ -82,6 +88,9 @@ def overview() -> str:
 
 
 def command_help(command: str) -> str:
+    if command in OWN_ARGUMENTS_ONLY:
+        usage = f"usage: imgcls {command}{ARGUMENTS[command]}"
+        return f"{usage}\n\n{textwrap.fill(OWN_ARGUMENTS_ONLY[command], _WIDTH)}"
     lines = [f"usage: imgcls {command} [FLAGS]{ARGUMENTS.get(command, '')}", ""]
     if command in COMMAND_SUMMARIES:
         lines += [COMMAND_SUMMARIES[command], ""]

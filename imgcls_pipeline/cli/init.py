@@ -20,8 +20,6 @@ from imgcls_pipeline.core.project_settings import PROJECT_FILE, project_folder
 from imgcls_pipeline.core.settings import SECTIONS, PipelineConfig, setting_fields
 from imgcls_pipeline.core.settings_help import GROUP_TITLES
 
-USAGE = "usage: imgcls init [DIR]   (DIR: the project folder; default $DAGSTER_HOME, else .)"
-
 # The project's own dagster.yaml: run history kept in the folder, no telemetry, one training at a
 # time in the "gpu" pool (see the comments in the repository's dagster.yaml).
 DAGSTER_YAML = """\
@@ -53,9 +51,6 @@ NEW_PROJECT_HEADER = f"""\
 
 
 def run(command: str, tokens: Sequence[str]) -> int:
-    if any(token in ("-h", "--help") for token in tokens):
-        print(USAGE)
-        return 0
     extra = [token for token in tokens if token.startswith("-")] or tokens[1:]
     if extra:
         raise UserError(f"Unexpected argument '{extra[0]}': `imgcls init [DIR]` takes one folder.")
