@@ -20,7 +20,6 @@ import threading
 from collections.abc import Callable, Iterable
 
 import dagster as dg
-from dagster._core.storage.dagster_run import DagsterRunStatus, RunsFilter
 
 from imgcls_pipeline.core.atomic import pid_alive
 
@@ -117,7 +116,7 @@ class PoolWatch(threading.Thread):
     def _find_run(self) -> dg.DagsterRun | None:
         if self._run is None:
             runs = self.instance.get_runs(
-                RunsFilter(tags=self._tag, statuses=[DagsterRunStatus.STARTED]), limit=1
+                dg.RunsFilter(tags=self._tag, statuses=[dg.DagsterRunStatus.STARTED]), limit=1
             )
             self._run = runs[0] if runs else None
         return self._run

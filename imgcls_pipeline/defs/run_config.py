@@ -45,8 +45,12 @@ def with_defaults[C: type[dg.Config]](config_class: C, values: Mapping[str, Any]
     )
 
 
+# The project's imgcls.yaml, read once as the definitions load (a UI "Reload" loads them anew).
+_PROJECT_SETTINGS = read_project_settings().settings
+
+
 def project_defaults[C: type[dg.Config]](config_class: C) -> C:
-    return with_defaults(config_class, read_project_settings().settings)
+    return with_defaults(config_class, _PROJECT_SETTINGS)
 
 
 @project_defaults

@@ -28,6 +28,7 @@ import faiss
 import numpy as np
 
 from imgcls_pipeline.core.search.index import build_index, search, stored_vectors
+from imgcls_pipeline.core.search.metrics import similarity_weights
 from imgcls_pipeline.core.settings import RerankSettings
 
 
@@ -41,8 +42,7 @@ def expand(
     """Each row of ``vectors`` plus its ranked gallery neighbours (``indices``, -1 for none, and
     their squared L2 ``distances``) weighted by max(cos, 0)^α, normalised; float32."""
     found = indices >= 0
-    cosine = np.clip(1.0 - distances.astype(np.float64) / 2.0, 0.0, None)
-    weights = np.where(found, cosine**alpha, 0.0)
+    weights = np.where(found, similarity_weights(distances) ** alpha, 0.0)
     neighbours = gallery[np.where(found, indices, 0)].astype(np.float64)  # (N, k, D)
     summed = vectors.astype(np.float64) + np.einsum("nk,nkd->nd", weights, neighbours)
     norms = np.linalg.norm(summed, axis=1, keepdims=True)
