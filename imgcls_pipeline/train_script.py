@@ -41,7 +41,6 @@ from imgcls_pipeline.core.hardware import (
     resolve_hardware,
 )
 from imgcls_pipeline.core.locks import FolderLock
-from imgcls_pipeline.core.search.report_files import write_epoch_files, write_training_files
 from imgcls_pipeline.core.settings import PipelineConfig
 from imgcls_pipeline.core.training import checkpoint as ckpt
 from imgcls_pipeline.core.training import distributed
@@ -123,6 +122,9 @@ def _epoch_reporter(
     """After each epoch (rank 0): the metrics row to Dagster, results.csv and the curve to disk."""
 
     def on_epoch_end(row: dict[str, Any]) -> None:
+        # matplotlib: on rank 0, once an epoch has ended; not for every rank or a bad argument.
+        from imgcls_pipeline.core.search.report_files import write_epoch_files
+
         if pipes is not None:
             pipes.report_custom_message(row)
         _unless_it_fails(log, "the training curve", lambda: write_epoch_files(checkpoint_dir))
@@ -137,6 +139,8 @@ def _write_result_files(
     log: Callable[[str], None],
 ) -> None:
     def write() -> None:
+        from imgcls_pipeline.core.search.report_files import write_training_files
+
         figures = write_training_files(
             args.checkpoint_dir,
             args.data_dir,

@@ -8,7 +8,6 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from imgcls_pipeline.cli.flags import read_command_line, refuse_arguments
-from imgcls_pipeline.cli.preflight import check_command
 from imgcls_pipeline.core.folders import Folders
 from imgcls_pipeline.core.settings import PipelineConfig
 
@@ -21,6 +20,9 @@ if TYPE_CHECKING:
 def run(command: str, tokens: Sequence[str]) -> int:
     line = read_command_line(tokens, command)
     refuse_arguments(line)
+    # The checks read tables (pandas): only once the command line itself is right.
+    from imgcls_pipeline.cli.preflight import check_command
+
     check_command(command, line.config, Folders.from_env(**line.options))
     paths, _ = materialize(command, line.config, line.options)
     from imgcls_pipeline.cli.printing import (

@@ -19,9 +19,10 @@ import socket
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
-import pandas as pd
+if TYPE_CHECKING:  # frames are only passed through: `imgcls -h` and fast errors need no pandas
+    import pandas as pd
 
 
 def _read_umask() -> int:

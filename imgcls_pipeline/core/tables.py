@@ -6,9 +6,10 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
 
 from imgcls_pipeline.core.errors import UserError, describe
 
@@ -22,6 +23,8 @@ def read_table(
 ) -> pd.DataFrame:
     """``path`` with at least ``columns``; an unreadable or foreign file is one UserError naming
     it and ``remedy`` (what to do). IDs such as "007" stay text (no NA guessing)."""
+    import pandas as pd  # here, not at import: reading settings JSON must not load pandas
+
     try:
         frame = pd.read_csv(path, dtype=dtype, keep_default_na=False)
     except (ValueError, UnicodeDecodeError) as error:  # ParserError, EmptyDataError, bad dtype

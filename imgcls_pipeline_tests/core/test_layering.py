@@ -72,3 +72,19 @@ def test_importing_every_core_module_but_the_report_loads_no_matplotlib():
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=True
     )
     assert json.loads(done.stdout.strip().splitlines()[-1]) == []
+
+
+def test_help_and_a_mistyped_flag_load_no_pandas_torch_or_dagster():
+    # The fast path of `imgcls`: help and flag errors answer before the heavy libraries load.
+    script = (
+        "import contextlib, io, json, sys\n"
+        "from imgcls_pipeline.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):\n"
+        "    codes = [main(['train', '-h']), main(['train', '--bogus=1'])]\n"
+        "heavy = {'pandas', 'torch', 'dagster', 'faiss'}\n"
+        "print(json.dumps([codes, sorted(heavy & {m.split('.')[0] for m in sys.modules})]))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=True
+    )
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == [[0, 2], []]
