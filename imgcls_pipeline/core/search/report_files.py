@@ -17,13 +17,14 @@ Every file is written atomically: a reader sees the previous version or the new 
 
 from __future__ import annotations
 
+import glob
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from imgcls_pipeline.core.atomic import write_atomic, write_text_atomic
+from imgcls_pipeline.core.atomic import is_orphan_temp_file, write_atomic, write_text_atomic
 from imgcls_pipeline.core.search.report import (
     confusion_matrix_png,
     training_curve_png,
@@ -177,8 +178,10 @@ def write_evaluation_files(
 
 
 def _remove_leftovers(folder: Path, names: Sequence[str]) -> None:
-    """Temporary files of these names that a killed run left (``atomic_path`` names them
-    ``.<name>.<random>.tmp``); one training writes a checkpoint folder at a time."""
+    """Temporary files of these names that a killed run left: the same rule as the folder
+    lock's clean-up (``is_orphan_temp_file``), never a live writer's; the training that writes
+    these holds the checkpoint folder's lock, so a file without a writer in its name is stale."""
     for name in names:
-        for leftover in folder.glob(f".{name}.*.tmp"):
-            leftover.unlink(missing_ok=True)
+        for leftover in folder.glob(f".{glob.escape(name)}.*.tmp"):
+            if is_orphan_temp_file(leftover.name, unnamed_too=True):
+                leftover.unlink(missing_ok=True)

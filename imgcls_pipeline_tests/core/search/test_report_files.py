@@ -136,3 +136,14 @@ def test_another_models_figures_are_removed_even_when_new_ones_cannot_be_drawn(
     with pytest.raises(RuntimeError):
         report_files.write_training_files(tmp_path, tmp_path, tmp_path, None)
     assert not any(path.exists() for path in old)
+
+
+def test_a_live_writers_temporary_file_is_left_alone(tmp_path):
+    from imgcls_pipeline.core import atomic
+
+    ckpt.write_metrics_csv(tmp_path / ckpt.METRICS, [{"epoch": 1, "train_loss": 1.0,
+                           "val_recall@1": 0.5, "seconds": 1.0}])  # fmt: skip
+    live = tmp_path / f".results.csv.{atomic._HOST}-{os.getpid()}.x.tmp"
+    live.write_bytes(b"being written")
+    report_files.write_epoch_files(tmp_path)
+    assert live.exists()
