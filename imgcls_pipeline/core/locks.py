@@ -5,6 +5,11 @@ kill -9 included: a lock is never stale and never needs removing by hand. The lo
 stays (deleting it would let two processes lock two different files of the same name); it holds
 who has it (pid, host, command, start time) so that a refused writer can say whom it waits for.
 
+A process forked while a lock is held (a DataLoader worker) would share the lock and keep it
+for the seconds it takes to notice its parent died: a kill -9 followed by an immediate re-run
+would be refused. Forked children therefore drop their copy of every held lock at once
+(``os.register_at_fork``); only the process that acquired a lock holds it.
+
 Only a writer on this machine or on a filesystem whose ``flock`` reaches every client (local
 disks; NFSv4 does) is kept out; that is where our folders live.
 """
@@ -26,6 +31,8 @@ from imgcls_pipeline.core.errors import UserError
 from imgcls_pipeline.core.lifeline import LAUNCHER_COMMAND_ENV
 
 LOCK_FILE = ".imgcls.lock"
+# The locks this process holds, so that a forked child can let go of its copies.
+_held: set[FolderLock] = set()
 
 
 @dataclass(frozen=True)
@@ -80,11 +87,20 @@ class FolderLock:
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(asdict(Holder.this_process())).encode("utf-8"), 0)
         self._fd = fd
+        _held.add(self)
         remove_temp_files(self.folder)
 
     def release(self) -> None:
         if self._fd is not None:
             os.close(self._fd)  # closing the only descriptor drops the lock
+            self._fd = None
+        _held.discard(self)
+
+    def _forget_in_child(self) -> None:
+        """In a forked child: close the inherited descriptor, which leaves the parent's lock
+        alone (flock belongs to the open file, and the parent still has it open)."""
+        if self._fd is not None:
+            os.close(self._fd)
             self._fd = None
 
     def __enter__(self) -> Path:
@@ -93,6 +109,15 @@ class FolderLock:
 
     def __exit__(self, *_: object) -> None:
         self.release()
+
+
+def _drop_inherited_locks() -> None:
+    for lock in list(_held):
+        lock._forget_in_child()
+    _held.clear()
+
+
+os.register_at_fork(after_in_child=_drop_inherited_locks)
 
 
 def refuse_if_locked(folder: str | os.PathLike[str], purpose: str) -> None:

@@ -113,3 +113,21 @@ def test_a_training_process_names_the_command_that_launched_it(tmp_path):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_forked_child_does_not_keep_the_lock(tmp_path):
+    """A DataLoader worker forked while the lock is held must not hold it after the parent lets
+    go (or dies): a kill -9 followed by an immediate re-run would be refused for seconds."""
+    lock = FolderLock(tmp_path, "artifacts folder")
+    lock.acquire()
+    child = os.fork()
+    if child == 0:  # the "worker": outlives its parent's hold on the lock
+        time.sleep(3)
+        os._exit(0)
+    try:
+        lock.release()
+        with FolderLock(tmp_path, "artifacts folder"):  # a new writer gets in at once
+            pass
+    finally:
+        os.kill(child, signal.SIGKILL)
+        os.waitpid(child, 0)
