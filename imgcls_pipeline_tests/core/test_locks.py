@@ -120,14 +120,19 @@ def test_a_forked_child_does_not_keep_the_lock(tmp_path):
     go (or dies): a kill -9 followed by an immediate re-run would be refused for seconds."""
     lock = FolderLock(tmp_path, "artifacts folder")
     lock.acquire()
+    started, child_says = os.pipe()
     child = os.fork()
     if child == 0:  # the "worker": outlives its parent's hold on the lock
+        os.write(child_says, b"up")  # fork's hooks have run by the time the child's code does
         time.sleep(3)
         os._exit(0)
     try:
+        assert os.read(started, 2) == b"up"
         lock.release()
         with FolderLock(tmp_path, "artifacts folder"):  # a new writer gets in at once
             pass
     finally:
         os.kill(child, signal.SIGKILL)
         os.waitpid(child, 0)
+        os.close(started)
+        os.close(child_says)
