@@ -154,7 +154,7 @@ def _resources(launch: TrainingLaunch) -> dict[str, Any]:
     requests = {k: v for k, v in (("cpu", launch.cpu), ("memory", launch.memory)) if v}
     resources: dict[str, Any] = {}
     if launch.gpus_per_node:
-        resources["limits"] = {GPU_RESOURCE: launch.gpus_per_node}
+        resources["limits"] = {GPU_RESOURCE: str(launch.gpus_per_node)}  # a quantity
     if requests:
         resources["requests"] = requests
     return resources
