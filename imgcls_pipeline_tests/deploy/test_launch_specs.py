@@ -199,3 +199,26 @@ def test_the_launcher_reads_the_deployment_file(tmp_path: Path, monkeypatch):
     file.write_text("client: k8s\n", encoding="utf-8")
     with pytest.raises(UserError, match=f"Training launch file {file}: .*needs an image"):
         TrainingLauncher.from_env()
+
+
+def test_the_shipped_helm_values_and_launch_file_agree(monkeypatch):
+    """The example deployment is valid as shipped: the launch file passes its own checks, and the
+    folders the run pods are given lie on the volumes the training pods mount."""
+    import yaml
+
+    from imgcls_pipeline.defs.resources import TRAINING_LAUNCH_FILE_ENV, TrainingLauncher
+
+    helm = Path(__file__).resolve().parents[2] / "deploy" / "helm"
+    monkeypatch.setenv(TRAINING_LAUNCH_FILE_ENV, str(helm / "training-launch.yaml"))
+    launch = TrainingLauncher.from_env().settings()
+    assert launch.client == "k8s" and launch.image
+    values = yaml.safe_load((helm / "values.yaml").read_text(encoding="utf-8"))
+    run_env = dict(
+        item.split("=", 1) for item in values["runLauncher"]["config"]["k8sRunLauncher"]["envVars"]
+    )
+    folders = {name: path for name, path in run_env.items() if name.endswith("_DIR")}
+    assert len(folders) == 4
+    specs.check_shared(launch, folders)
+    (code,) = values["dagster-user-deployments"]["deployments"]
+    assert {e["name"]: e["value"] for e in code["env"]}.items() >= run_env.items()
+    assert values["concurrency"]["pools"]["defaultLimit"] == 1
