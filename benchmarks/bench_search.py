@@ -4,7 +4,8 @@ Vectors are unit-norm and clustered around class centres, like trained embedding
 vectors in 512-D have no near neighbours, which no real gallery looks like). The approximate
 indexes report their recall against the exact flat index: Recall@1 is the share of queries whose
 nearest gallery row they find, recall@10 the share of the flat index's 10 nearest rows they
-return. Memory is the index's size in bytes per gallery vector; ``--shards N`` adds a flat index
+return. Top-1 class accuracy (the nearest row has the query's class) is what classification
+sees: near-ties between same-class rows cost recall but not accuracy. Memory is the index's size in bytes per gallery vector; ``--shards N`` adds a flat index
 split into N shards (faiss IndexShards), which must return exactly the flat index's neighbours.
 
     uv run python benchmarks/bench_search.py [--gallery 100000] [--queries 10000] [--shards 2]
@@ -22,10 +23,12 @@ from imgcls_pipeline.core.search.index import build_index, search
 from imgcls_pipeline.core.search.shards import index_bytes
 
 
-def clustered(rng: np.random.Generator, centres: np.ndarray, n: int, noise: float) -> np.ndarray:
-    x = centres[rng.integers(0, len(centres), n)]
-    x = x + noise * rng.normal(size=x.shape).astype(np.float32)
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
+def clustered(
+    rng: np.random.Generator, centres: np.ndarray, n: int, noise: float
+) -> tuple[np.ndarray, np.ndarray]:
+    labels = rng.integers(0, len(centres), n)
+    x = centres[labels] + noise * rng.normal(size=(n, centres.shape[1])).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True), labels
 
 
 def main() -> None:
@@ -46,8 +49,8 @@ def main() -> None:
     # Centre and noise coordinates ~N(0, 1) and N(0, 1.3²): same-class pairs at cosine ≈ 0.35,
     # other pairs ≈ 0 — a gallery with real but imperfect class structure.
     noise = 1.3
-    gallery = clustered(rng, centres, args.gallery, noise)
-    queries = clustered(rng, centres, args.queries, noise)
+    gallery, gallery_labels = clustered(rng, centres, args.gallery, noise)
+    queries, query_labels = clustered(rng, centres, args.queries, noise)
     print(
         f"faiss {faiss.__version__}, {faiss.omp_get_max_threads()} threads, "
         f"gallery {args.gallery}×{args.dim}, {args.queries} queries, k={args.k}"
@@ -72,7 +75,8 @@ def main() -> None:
             f"{name:7s} build {built:7.2f} s  search {seconds:7.2f} s  "
             f"{args.queries / seconds:9.0f} queries/s  {bytes_per_vector:6.0f} B/vector  "
             f"vs flat: recall@1 {(indices[:, 0] == exact[:, 0]).mean():.4f}  "
-            f"recall@10 {recall_at_10(indices, exact):.4f}",
+            f"recall@10 {recall_at_10(indices, exact):.4f}  "
+            f"top-1 class accuracy {(gallery_labels[indices[:, 0]] == query_labels).mean():.4f}",
             flush=True,
         )
 
