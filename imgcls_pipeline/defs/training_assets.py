@@ -96,26 +96,19 @@ def trained_checkpoint(
         error_file = Path(scratch) / "error.txt"
         pipeline_config.write_json(config_file)
         hardware.write_json(hardware_file)
-        folders = {
-            "data folder": paths.data,
-            "splits folder": paths.splits,
-            "checkpoint folder": paths.checkpoints,
-            "artifacts folder": paths.artifacts,
-        }
-        if remote:
-            folders = {what: folder.resolve() for what, folder in folders.items()}
         arguments = [
             "--config-json",
             str(config_file),
-            *([] if remote else ["--hardware-json", str(hardware_file)]),
+            "--hardware-json",
+            str(hardware_file),
             "--data-dir",
-            str(folders["data folder"]),
+            str(paths.data),
             "--splits-dir",
-            str(folders["splits folder"]),
+            str(paths.splits),
             "--checkpoint-dir",
-            str(folders["checkpoint folder"]),
+            str(paths.checkpoints),
             "--artifacts-dir",
-            str(folders["artifacts folder"]),
+            str(paths.artifacts),
             "--error-file",
             str(error_file),
         ]
@@ -125,8 +118,7 @@ def trained_checkpoint(
             if remote:
                 from imgcls_pipeline.defs.training_launch import run_remote
 
-                shared = {what: str(folder) for what, folder in folders.items()}
-                invocation = run_remote(context, launch, arguments, shared)
+                invocation = run_remote(context, launch, arguments)
             else:
                 invocation = pipes_subprocess_client.run(
                     context=context,

@@ -7,8 +7,6 @@ the Kubernetes client are imported only here, when a remote launch is configured
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import dagster as dg
 from dagster._core.pipes.client import PipesClientCompletedInvocation
 
@@ -16,6 +14,7 @@ from imgcls_pipeline.core.training.launch_specs import (
     TrainingLaunch,
     check_shared,
     pod_spec,
+    remote_arguments,
     torchrun_command,
     trainjob_manifest,
 )
@@ -24,19 +23,15 @@ from imgcls_pipeline.core.training.launch_specs import (
 POD_ENV = {"PYTHONUNBUFFERED": "1"}
 
 
-def shared_folders(folders: dict[str, Path]) -> dict[str, str]:
-    """The folders as absolute paths: the pods see the run pod's volumes at the same paths."""
-    return {what: str(folder.resolve()) for what, folder in folders.items()}
-
-
 def run_remote(
     context: dg.AssetExecutionContext,
     launch: TrainingLaunch,
     arguments: list[str],
-    folders: dict[str, str],
 ) -> PipesClientCompletedInvocation:
-    """Train in the cluster with ``arguments`` (absolute paths on the shared volumes)."""
-    check_shared(launch, folders)
+    """Train in the cluster with train_script's ``arguments``; every path they name must be on
+    a volume the training pods mount."""
+    arguments, paths = remote_arguments(arguments)
+    check_shared(launch, paths)
     if launch.client == "k8s":
         from dagster_k8s import PipesK8sClient
 

@@ -170,6 +170,20 @@ def test_an_incomplete_launch_is_one_sentence(changes, message):
         h200_launch(**changes)
 
 
+def test_remote_arguments_are_absolute_and_leave_this_machines_hardware_out(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    local = ["--config-json", "/s/c.json", "--hardware-json", "/s/h.json", "--data-dir", "data"]
+    remote, paths = specs.remote_arguments([*local, "--progress"])
+    assert remote == [
+        "--config-json",
+        "/s/c.json",
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--progress",
+    ]
+    assert paths == {"settings file": "/s/c.json", "data folder": str(tmp_path / "data")}
+
+
 def test_a_folder_outside_the_shared_volumes_is_refused_by_name():
     launch = h200_launch()
     specs.check_shared(launch, {"data folder": "/shared/data", "splits folder": "/shared"})

@@ -15,7 +15,7 @@ the splits and the checkpoints are exchanged as files.
 
 from __future__ import annotations
 
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
@@ -123,6 +123,41 @@ def torchrun_command(
         f"--rdzv_endpoint={rendezvous}",
         *script,
     ]
+
+
+# train_script's flags that name a file or folder, and what each is called in an error.
+PATH_FLAGS = {
+    "--config-json": "settings file",
+    "--data-dir": "data folder",
+    "--splits-dir": "splits folder",
+    "--checkpoint-dir": "checkpoint folder",
+    "--artifacts-dir": "artifacts folder",
+    "--error-file": "error file",
+}
+
+
+def remote_arguments(arguments: list[str]) -> tuple[list[str], dict[str, str]]:
+    """train_script's arguments for a pod, and the paths they name (by what they are).
+
+    Paths become absolute (the pods mount the shared volumes where this process sees them), and
+    ``--hardware-json`` is dropped: it describes this machine's GPUs, and the pod detects its own.
+    """
+    remote: list[str] = []
+    paths: dict[str, str] = {}
+    position = 0
+    while position < len(arguments):
+        flag = arguments[position]
+        if flag == "--hardware-json":
+            position += 2
+            continue
+        remote.append(flag)
+        if flag in PATH_FLAGS:
+            value = str(Path(arguments[position + 1]).resolve())
+            paths[PATH_FLAGS[flag]] = value
+            remote.append(value)
+            position += 1
+        position += 1
+    return remote, paths
 
 
 def check_shared(launch: TrainingLaunch, folders: dict[str, str]) -> None:
