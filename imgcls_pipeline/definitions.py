@@ -11,7 +11,7 @@ from imgcls_pipeline.defs import (
     training_assets,
 )
 from imgcls_pipeline.defs.gpu import GpuResource
-from imgcls_pipeline.defs.resources import PipelinePaths
+from imgcls_pipeline.defs.resources import PipelinePaths, TrainingLauncher
 
 defs = dg.Definitions(
     assets=dg.load_assets_from_modules([data_assets, training_assets, search_assets]),
@@ -22,6 +22,7 @@ defs = dg.Definitions(
         "paths": PipelinePaths.from_env(),
         "gpu": GpuResource(),
         "pipes_subprocess_client": training_assets.pipes_client(),
+        "training_launcher": TrainingLauncher.from_env(),
     },
     # One process per run: torch is imported once, and training already runs in its own
     # process (Dagster Pipes), so a crash there cannot take the run worker down with it.

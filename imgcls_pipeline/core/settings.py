@@ -122,9 +122,12 @@ class ReportSettings(Settings):
 
 
 class IndexTypeSetting(Settings):
-    # "flat" is exact (IndexFlatL2); "ivf" or "hnsw" are approximate, for galleries in the millions.
-    index_type: Literal["flat", "ivf", "hnsw"] = Field(
-        "flat", description="Faiss index: flat (exact), ivf or hnsw (approximate)."
+    # "flat" is exact (IndexFlatL2); "ivf" or "hnsw" are approximate, for galleries in the millions;
+    # "ivfpq" compresses each vector to a few bytes, for galleries past ~10 M (core/search/ivfpq.py).
+    index_type: Literal["flat", "ivf", "ivfpq", "hnsw"] = Field(
+        "flat",
+        description="Faiss index: flat (exact), ivf or hnsw (approximate), ivfpq (compressed, "
+        "for galleries past ~10 M photos).",
     )
 
 

@@ -9,7 +9,6 @@ import warnings
 from pathlib import Path
 
 import dagster as dg
-from dagster._core.errors import DagsterPipesExecutionError
 
 from imgcls_pipeline.core import lifeline
 from imgcls_pipeline.core.atomic import pid_alive
@@ -17,7 +16,7 @@ from imgcls_pipeline.core.errors import UserError
 from imgcls_pipeline.core.locks import refuse_if_locked
 from imgcls_pipeline.defs.data_assets import splits
 from imgcls_pipeline.defs.gpu import GpuResource
-from imgcls_pipeline.defs.resources import PipelinePaths
+from imgcls_pipeline.defs.resources import PipelinePaths, TrainingLauncher
 from imgcls_pipeline.defs.result_metadata import training_metadata
 from imgcls_pipeline.defs.run_config import TrainedCheckpointConfig
 
@@ -70,17 +69,28 @@ def trained_checkpoint(
     paths: PipelinePaths,
     gpu: GpuResource,
     pipes_subprocess_client: dg.PipesSubprocessClient,
+    training_launcher: TrainingLauncher,
 ) -> dg.MaterializeResult:
     pipeline_config = config.pipeline_config()
+    launch = training_launcher.settings()
+    remote = launch.client != "local"
     hardware = gpu.resolve(pipeline_config.training)
     from_terminal = bool(context.run.tags.get("imgcls/command"))
-    # Not printed: the training process's first line repeats it on the terminal.
-    context.log.info(f"Training settings: {hardware.reason}")
+    # Not printed: the training process's first line repeats it on the terminal. A remote
+    # training detects its own GPUs, so this machine's would say nothing about it.
+    if not remote:
+        context.log.info(f"Training settings: {hardware.reason}")
     # The training process takes the folder's lock itself; asking here too refuses before the
     # process and its imports start.
     refuse_if_locked(paths.checkpoints, "checkpoint folder")
     remove_orphan_scratch_folders()
-    with tempfile.TemporaryDirectory(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-") as scratch:
+    # Training pods read the launch files from a volume they share with this run (artifacts).
+    scratch_parent = paths.artifacts.resolve() if remote else None
+    if scratch_parent is not None:
+        scratch_parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(
+        prefix=f"{SCRATCH_PREFIX}{os.getpid()}-", dir=scratch_parent
+    ) as scratch:
         config_file = Path(scratch) / "config.json"
         hardware_file = Path(scratch) / "hardware.json"
         error_file = Path(scratch) / "error.txt"
@@ -105,12 +115,17 @@ def trained_checkpoint(
         if from_terminal:
             arguments.append("--progress")  # progress bars and log lines on the terminal
         try:
-            invocation = pipes_subprocess_client.run(
-                context=context,
-                command=training_command(gpu.gpu_count, arguments),
-                env=lifeline.child_env(),  # training dies with this process, even on kill -9
-            )
-        except DagsterPipesExecutionError:
+            if remote:
+                from imgcls_pipeline.defs.training_launch import run_remote
+
+                invocation = run_remote(context, launch, arguments)
+            else:
+                invocation = pipes_subprocess_client.run(
+                    context=context,
+                    command=training_command(gpu.gpu_count, arguments),
+                    env=lifeline.child_env(),  # training dies with this process, even on kill -9
+                )
+        except Exception:
             # A mistake the user can fix (bad resume, missing weights, empty split) reaches the
             # UI and `imgcls` as its own sentence, not as "process failed with code 1".
             if error_file.is_file() and error_file.read_text(encoding="utf-8").strip():
@@ -118,7 +133,8 @@ def trained_checkpoint(
             raise
     result = invocation.get_materialize_result()
     # The script reports the settings it trained with (hardware JSON, precision, device).
-    reported = {**(result.metadata or {}), "gpu_count": gpu.gpu_count}
+    gpu_count = launch.nodes * launch.gpus_per_node if remote else gpu.gpu_count
+    reported = {**(result.metadata or {}), "gpu_count": gpu_count}
     return dg.MaterializeResult(metadata=training_metadata(reported, paths.checkpoints))
 
 

@@ -76,7 +76,7 @@ REJECTED = [
         ["val", "train"],
         "eval_splits must be one or more of val, test (e.g. val,test), not ['val', 'train'].",
     ),
-    ("index_type", "lsh", "index_type must be one of flat, ivf, hnsw, not 'lsh'."),
+    ("index_type", "lsh", "index_type must be one of flat, ivf, ivfpq, hnsw, not 'lsh'."),
     ("min_val_recall_at_1", 1.5, "min_val_recall_at_1 must be between 0 and 1, not 1.5."),
     ("embedding_batch_size", 0, "embedding_batch_size must be above 0, not 0."),
     (
@@ -271,7 +271,7 @@ def test_flags_are_parsed_by_each_settings_type() -> None:
         ("fresh", "maybe", "--fresh takes true or false, not 'maybe'."),
         ("train_ratio", "lots", "--train_ratio takes a number, not 'lots'."),
         ("accum_steps", "two", "--accum_steps takes a whole number or none, not 'two'."),
-        ("index_type", "lsh", "--index_type must be one of flat, ivf, hnsw, not 'lsh'."),
+        ("index_type", "lsh", "--index_type must be one of flat, ivf, ivfpq, hnsw, not 'lsh'."),
         (
             "recall_k_values",
             "1,x",

@@ -5,16 +5,17 @@ The bundle is ``gallery.faiss`` (the index), ``gallery.csv`` (row i → ``image_
 it holds, by path and SHA-256, the index type and row count).
 
 ``flat`` (IndexFlatL2) is exact and the default. ``ivf`` (IndexIVFFlat) and ``hnsw``
-(IndexHNSWFlat) are approximate, for galleries in the millions. Faiss's L2 indexes return
-*squared* L2 distances; for unit vectors d² = 2 − 2·cos, so 0 is identical and 2 is orthogonal.
-On disk the index is always a CPU index, so a GPU-built gallery loads on any machine.
+(IndexHNSWFlat) are approximate, for galleries in the millions; ``ivfpq`` (IndexIVFPQ, see
+``ivfpq.py``) compresses each vector to a few bytes, for galleries past ~10 M. Faiss's L2 indexes
+return *squared* L2 distances; for unit vectors d² = 2 − 2·cos, so 0 is identical and 2 is
+orthogonal. On disk the index is always one CPU index, so a GPU-built gallery loads on any
+machine; on GPUs an index too large for one is split over several (``shards.py``).
 """
 
 from __future__ import annotations
 
 import functools
 import json
-import math
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -27,9 +28,10 @@ from imgcls_pipeline.core.atomic import atomic_path, write_csv_atomic, write_tex
 from imgcls_pipeline.core.data.table_checks import check_image_paths
 from imgcls_pipeline.core.errors import UserError, describe
 from imgcls_pipeline.core.hashing import file_sha256
+from imgcls_pipeline.core.search import ivfpq, shards
 from imgcls_pipeline.core.tables import read_json_object, read_table
 
-IndexType = Literal["flat", "ivf", "hnsw"]
+IndexType = Literal["flat", "ivf", "ivfpq", "hnsw"]
 INDEX_FILE = "gallery.faiss"
 GALLERY_FILE = "gallery.csv"
 INFO_FILE = "info.json"
@@ -42,21 +44,34 @@ GPU_MAX_K = 2048
 
 
 def build_index(
-    embeddings: np.ndarray, index_type: IndexType = "flat", use_gpu: bool | None = None
+    embeddings: np.ndarray,
+    index_type: IndexType = "flat",
+    use_gpu: bool | None = None,
+    shard_count: int | None = None,
 ) -> faiss.Index:
     """Index the (N, D) gallery embeddings; row i of the index is embedding i.
 
     ``use_gpu=None`` uses faiss-gpu when it is installed and sees a GPU; HNSW always stays on
-    the CPU (Faiss has no GPU HNSW).
+    the CPU (Faiss has no GPU HNSW). IVF indexes are trained on a sample of the gallery.
+    ``shard_count=None`` splits the index over the GPUs only when it would not fit one; a number
+    splits it into that many shards (on the CPU, or one per GPU).
     """
     x = _as_float32(embeddings)
     if len(x) == 0:
         raise ValueError("cannot build an index from an empty gallery")
     index = _empty_index(index_type, x.shape[1], len(x))
-    if _gpu_wanted(use_gpu) and index_type != "hnsw":
+    sample = None if index.is_trained else ivfpq.training_sample(x, index)  # sized on the CPU
+    gpu = _gpu_wanted(use_gpu) and index_type != "hnsw"
+    if shard_count is None:
+        shard_count = _gpu_shards(shards.index_bytes(index, len(x))) if gpu else 1
+    if shard_count > 1 and index_type == "hnsw":
+        raise UserError("An hnsw index cannot be sharded; use --index_type=ivfpq or flat.")
+    if gpu and shard_count == 1:
         index = faiss.index_cpu_to_gpu(_gpu_resources(), 0, index)
-    if not index.is_trained:
-        index.train(x)
+    if sample is not None:
+        index.train(sample)
+    if shard_count > 1:
+        return shards.sharded(index, x, shard_count, _on_gpu if gpu else None)
     index.add(x)
     return index
 
@@ -65,18 +80,19 @@ def _empty_index(index_type: str, dim: int, size: int) -> faiss.Index:
     if index_type == "flat":
         return faiss.IndexFlatL2(dim)
     if index_type == "ivf":
-        # ~4·√N lists is Faiss's rule of thumb; k-means wants ≥ 39 training points per list.
-        nlist = max(1, min(round(4 * math.sqrt(size)), size // 39))
+        nlist = ivfpq.list_count(size)
         index = faiss.index_factory(dim, f"IVF{nlist},Flat")
-        # Probing 1/16 of the lists keeps Recall@1 near the exact index's on clustered embeddings
-        # (see benchmarks/bench_search.py) while scanning a fraction of the gallery.
-        index.nprobe = min(nlist, max(8, nlist // 16))
+        index.nprobe = ivfpq.probe_count(nlist)
         return index
+    if index_type == "ivfpq":
+        return ivfpq.empty_index(dim, size)
     if index_type == "hnsw":
         index = faiss.IndexHNSWFlat(dim, HNSW_M)
         index.hnsw.efSearch = HNSW_EF_SEARCH
         return index
-    raise UserError(f"Unknown index_type '{index_type}'; use --index_type=flat, ivf or hnsw.")
+    raise UserError(
+        f"Unknown index_type '{index_type}'; use --index_type=flat, ivf, ivfpq or hnsw."
+    )
 
 
 def gpu_available() -> bool:
@@ -94,16 +110,43 @@ def _gpu_wanted(use_gpu: bool | None) -> bool:
 
 
 @functools.cache
-def _gpu_resources() -> faiss.StandardGpuResources:
-    # One set of GPU scratch memory for the process; it must outlive every GPU index.
+def _gpu_resources(device: int = 0) -> faiss.StandardGpuResources:
+    # One set of GPU scratch memory per device for the process; it must outlive every GPU index.
     return faiss.StandardGpuResources()
 
 
+def _on_gpu(index: faiss.Index, device: int) -> faiss.Index:
+    return faiss.index_cpu_to_gpu(_gpu_resources(device), device, index)
+
+
+def _gpu_free_bytes() -> list[int]:
+    import torch  # only when faiss-gpu is in use: it reports no free memory itself
+
+    return [torch.cuda.mem_get_info(device)[0] for device in range(faiss.get_num_gpus())]
+
+
+def _gpu_shards(needed: int) -> int:
+    """Shards an index of ``needed`` bytes takes on this machine's GPUs (one per GPU at most)."""
+    free = _gpu_free_bytes()
+    count = shards.shard_count(needed, free)
+    if count > len(free):
+        raise UserError(
+            f"The gallery index needs {needed / 2**30:.1f} GiB, more than the free memory of "
+            f"{len(free)} GPU(s) allows; use --index_type=ivfpq (a few bytes per photo) or "
+            "search on the CPU (uninstall faiss-gpu or hide the GPUs with CUDA_VISIBLE_DEVICES=)."
+        )
+    return count
+
+
 def _is_gpu(index: faiss.Index) -> bool:
+    if shards.is_sharded(index):
+        return any(_is_gpu(shard) for shard in shards.shard_list(index))
     return hasattr(faiss, "GpuIndex") and isinstance(index, faiss.GpuIndex)
 
 
 def _to_cpu(index: faiss.Index) -> faiss.Index:
+    if shards.is_sharded(index):
+        return shards.merged(index, _to_cpu)
     return faiss.index_gpu_to_cpu(index) if _is_gpu(index) else index
 
 
@@ -134,7 +177,7 @@ def search(index: faiss.Index, queries: np.ndarray, k: int) -> tuple[np.ndarray,
 
 def stored_vectors(index: faiss.Index) -> np.ndarray:
     """The (ntotal, D) float32 vectors an index holds, row i = index row i (exact for flat, ivf
-    and hnsw, which all store vectors uncompressed)."""
+    and hnsw, which all store vectors uncompressed; ivfpq gives its compressed approximations)."""
     index = _to_cpu(index)
     if isinstance(index, faiss.IndexIVF):
         index.make_direct_map()  # IVF can only reconstruct by row with a row → list map
@@ -242,7 +285,8 @@ def load_index(
             "vectors, so they come from different builds; rebuild the faiss_index asset."
         )
     if _gpu_wanted(use_gpu) and not isinstance(index, faiss.IndexHNSW):
-        index = faiss.index_cpu_to_gpu(_gpu_resources(), 0, index)
+        count = _gpu_shards(shards.index_bytes(index, index.ntotal))
+        index = shards.split(index, count, _on_gpu) if count > 1 else _on_gpu(index, 0)
     return index, gallery
 
 
