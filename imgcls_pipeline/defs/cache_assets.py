@@ -19,7 +19,7 @@ SHOWN_FAILURES = 20
     deps=[splits],
     kinds={"pillow"},
     description="Every photo of the split tables decoded once, upright, at about 1.15 × "
-    "image_size: artifacts/image_cache/{image_size}/ (JPEG q95). Incremental: only new or changed "
+    "image_size: artifacts/image_cache/{image_size}/ (JPEG q98). Incremental: only new or changed "
     "photos are decoded, entries of vanished ones are removed. image_cache auto builds it when "
     "photos are at least twice the cache size; training and embedding read it when present.",
 )

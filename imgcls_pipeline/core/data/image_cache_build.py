@@ -26,7 +26,7 @@ from imgcls_pipeline.core.errors import UserError, describe
 from imgcls_pipeline.core.locks import FolderLock
 from imgcls_pipeline.core.progress import progress as progress_bar
 
-JPEG_OPTIONS = {"format": "JPEG", "quality": 95, "subsampling": 0}  # why: see image_cache
+JPEG_OPTIONS = {"format": "JPEG", "quality": 98, "subsampling": 0}  # why: see image_cache
 _JPEG_START, _JPEG_END = b"\xff\xd8", b"\xff\xd9"
 
 
