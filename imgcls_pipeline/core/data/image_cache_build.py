@@ -93,7 +93,8 @@ def build_cache(
         log(f"{len(wanted) - len(todo)} photos already cached, {len(todo)} to decode")
         threads = threads or len(os.sched_getaffinity(0))
         write = _entry_writer(folder, data_dir, wanted, side)
-        with ThreadPoolExecutor(max_workers=threads) as pool:
+        pool = ThreadPoolExecutor(max_workers=threads)
+        try:
             outcomes = progress_bar(
                 pool.map(write, todo),
                 desc="caching",
@@ -104,6 +105,9 @@ def build_cache(
             for name, reason in zip(todo, outcomes, strict=True):
                 if reason:
                     failed[wanted[name][0]] = reason
+        finally:
+            # On Ctrl-C or a failed write, drop the queued photos instead of decoding them all.
+            pool.shutdown(cancel_futures=True)
         stale = [name for name in on_disk if name not in wanted]
         for name in stale:
             (folder / name).unlink(missing_ok=True)

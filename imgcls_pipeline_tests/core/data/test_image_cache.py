@@ -162,3 +162,28 @@ def test_loader_workers_read_the_cache_as_the_main_process_does(tmp_path: Path) 
 def _entry(data: Path, image_path: str) -> str:
     stat = (data / image_path).stat()
     return entry_name(image_path, stat.st_size, stat.st_mtime_ns)
+
+
+def test_an_interrupted_build_stops_soon_and_keeps_what_it_wrote(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data, folder = tmp_path / "data", tmp_path / "cache"
+    names = photo_folder(data, 8)
+    real_decode = image_cache_build.decode_for_cache
+    calls: list[str] = []
+
+    def interrupted_at_the_second(source: str, side: int) -> Image.Image:
+        calls.append(source)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # Ctrl-C, or the run terminated from the UI
+        return real_decode(source, side)
+
+    monkeypatch.setattr(image_cache_build, "decode_for_cache", interrupted_at_the_second)
+    with pytest.raises(KeyboardInterrupt):
+        build_cache(folder, data, names, SIZE, threads=1)
+    assert len(calls) < len(names)  # the queued photos were dropped, not decoded
+    written = len(list(folder.glob("*/*.jpg")))
+    assert written >= 1
+    monkeypatch.setattr(image_cache_build, "decode_for_cache", real_decode)
+    report = build_cache(folder, data, names, SIZE)
+    assert (report.reused, report.new) == (written, len(names) - written)
