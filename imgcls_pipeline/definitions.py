@@ -4,6 +4,7 @@ import dagster as dg
 
 from imgcls_pipeline.defs import (
     automation,
+    cache_assets,
     data_assets,
     data_checks,
     jobs,
@@ -14,7 +15,7 @@ from imgcls_pipeline.defs.gpu import GpuResource
 from imgcls_pipeline.defs.resources import PipelinePaths, TrainingLauncher
 
 defs = dg.Definitions(
-    assets=dg.load_assets_from_modules([data_assets, training_assets, search_assets]),
+    assets=dg.load_assets_from_modules([data_assets, cache_assets, training_assets, search_assets]),
     asset_checks=dg.load_asset_checks_from_modules([data_checks, search_assets]),
     jobs=[automation.retrain_job, *jobs.command_jobs],
     sensors=[automation.new_photos_sensor],

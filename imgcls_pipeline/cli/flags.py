@@ -61,6 +61,7 @@ _TRAIN = _fields(
     s.ImageSizeSetting,
     s.SeedSetting,
     s.RecallSetting,
+    s.ImageCacheSetting,
 )
 _INDEX = _fields(
     s.EmbeddingBatchSetting,
@@ -69,6 +70,7 @@ _INDEX = _fields(
     s.RecallSetting,
     s.ReportSettings,
     s.RerankSettings,
+    s.ImageCacheSetting,
 )
 _SEARCH = _fields(s.RerankSettings) | {"top_k", "embedding_batch_size"}
 COMMAND_SETTINGS: dict[str, frozenset[str]] = {

@@ -52,6 +52,15 @@ class ImageSizeSetting(Settings):
     image_size: int = Field(480, gt=0, description="Side in pixels photos are resized to.")
 
 
+class ImageCacheSetting(Settings):
+    # The rule of "auto" and the entry format: core/data/image_cache.py.
+    image_cache: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="Decode each photo once into artifacts/image_cache at about 1.15 × "
+        "image_size: auto (when photos are at least twice that size), on or off.",
+    )
+
+
 class PhotoSelection(Settings):
     min_image_size: int = Field(
         224, ge=0, description="Photos with a shorter side below this many pixels are excluded."
@@ -161,7 +170,7 @@ class FlipTtaSetting(Settings):
 # The sections of PipelineConfig (the checkpoint's "config" dict has one key per section).
 
 
-class DataConfig(ImageSizeSetting, PhotoSelection, SplitRatios):
+class DataConfig(ImageSizeSetting, PhotoSelection, SplitRatios, ImageCacheSetting):
     pass
 
 

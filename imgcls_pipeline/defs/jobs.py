@@ -6,12 +6,13 @@ import dagster as dg
 # The assets each command materializes (their checks run with them).
 COMMAND_ASSETS: dict[str, list[str]] = {
     "split": ["image_manifest", "id_groups", "splits"],
-    "train": ["trained_checkpoint"],
+    "train": ["image_cache", "trained_checkpoint"],
     "index": ["embeddings", "faiss_index", "evaluation"],
     "pipeline": [
         "image_manifest",
         "id_groups",
         "splits",
+        "image_cache",
         "trained_checkpoint",
         "embeddings",
         "faiss_index",

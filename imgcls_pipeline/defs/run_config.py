@@ -71,6 +71,7 @@ class TrainedCheckpointConfig(
     settings.ImageSizeSetting,
     settings.SeedSetting,
     settings.RecallSetting,
+    settings.ImageCacheSetting,
     dg.Config,
 ):
     # The image size is the checkpoint's own: a model is embedded at the size it was trained at.
@@ -80,7 +81,14 @@ class TrainedCheckpointConfig(
 
 
 @project_defaults
-class EmbeddingsConfig(settings.EmbeddingBatchSetting, settings.FlipTtaSetting, dg.Config):
+class ImageCacheConfig(settings.ImageCacheSetting, settings.ImageSizeSetting, dg.Config):
+    pass
+
+
+@project_defaults
+class EmbeddingsConfig(
+    settings.EmbeddingBatchSetting, settings.FlipTtaSetting, settings.ImageCacheSetting, dg.Config
+):
     pass
 
 
@@ -100,6 +108,7 @@ class EvaluationRunConfig(
 ASSET_CONFIGS: dict[str, type[dg.Config]] = {
     "id_groups": IdGroupsConfig,
     "splits": SplitsConfig,
+    "image_cache": ImageCacheConfig,
     "trained_checkpoint": TrainedCheckpointConfig,
     "embeddings": EmbeddingsConfig,
     "faiss_index": FaissIndexConfig,

@@ -69,6 +69,7 @@ def embeddings(
     paths: PipelinePaths,
     gpu: GpuResource,
 ) -> dg.MaterializeResult:
+    from imgcls_pipeline.core.data.image_cache import open_cache
     from imgcls_pipeline.core.search.inference import embed_frame, load_model
 
     checkpoint = _best_checkpoint(paths)
@@ -82,6 +83,7 @@ def embeddings(
     context.log.info(preflight(tables, paths.data, paths.artifacts))
     loaded = load_model(checkpoint)
     workers = gpu.resolve().num_workers  # JPEG decoding in parallel, as in training
+    cache = open_cache(paths.artifacts, paths.data, loaded.image_size, config.image_cache)
     rows = {}
     dimension = 0
     for split, frame in tables.items():
@@ -94,6 +96,7 @@ def embeddings(
             flip_tta=config.flip_tta,
             progress=bool(context.run.tags.get("imgcls/command")),  # a terminal is watching
             desc=f"embedding {split}",
+            image_cache=cache,
         )
         embeddings_store.write_embeddings(folder, split, matrix)
         rows[split] = len(frame)

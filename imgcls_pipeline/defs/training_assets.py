@@ -14,6 +14,7 @@ from imgcls_pipeline.core import lifeline
 from imgcls_pipeline.core.atomic import pid_alive
 from imgcls_pipeline.core.errors import UserError
 from imgcls_pipeline.core.locks import refuse_if_locked
+from imgcls_pipeline.defs.cache_assets import image_cache
 from imgcls_pipeline.defs.data_assets import splits
 from imgcls_pipeline.defs.gpu import GpuResource
 from imgcls_pipeline.defs.resources import PipelinePaths, TrainingLauncher
@@ -56,7 +57,7 @@ def training_command(gpu_count: int, arguments: list[str]) -> list[str]:
 
 @dg.asset(
     group_name="training",
-    deps=[splits],
+    deps=[splits, image_cache],
     pool="gpu",
     kinds={"pytorch"},
     description="EfficientNetV2 + ArcFace (margin schedule) trained on P×K class-balanced "

@@ -86,6 +86,7 @@ REJECTED = [
     ),
     ("rerank_k", 0, "rerank_k must be at least 1, not 0."),
     ("rerank_alpha", -1.0, "rerank_alpha must be 0 or more, not -1.0."),
+    ("image_cache", "yes", "image_cache must be one of auto, on, off, not 'yes'."),
 ]
 
 
@@ -135,6 +136,7 @@ DEFAULTS_AS_STORED = {
         "val_ratio": 0.15,
         "test_ratio": 0.15,
         "class_names": None,
+        "image_cache": "auto",
     },
     "model": {
         "backbone": "tf_efficientnetv2_l.in21k_ft_in1k",

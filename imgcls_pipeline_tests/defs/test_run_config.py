@@ -27,8 +27,9 @@ def test_each_asset_gets_exactly_the_settings_it_uses() -> None:
     assert keys == {
         "id_groups": {"min_image_size", "class_names"},
         "splits": {"train_ratio", "val_ratio", "test_ratio", "seed"},
-        "trained_checkpoint": training | {"image_size", "seed", "recall_k_values"},
-        "embeddings": {"embedding_batch_size", "flip_tta"},
+        "image_cache": {"image_cache", "image_size"},
+        "trained_checkpoint": training | {"image_size", "seed", "recall_k_values", "image_cache"},
+        "embeddings": {"embedding_batch_size", "flip_tta", "image_cache"},
         "faiss_index": {"index_type"},
         "evaluation": {
             "recall_k_values",

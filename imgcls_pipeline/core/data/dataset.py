@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from imgcls_pipeline.core.data.image_cache import ImageCache
 from imgcls_pipeline.core.data.images import UnreadableImage, load_rgb
 from imgcls_pipeline.core.data.skipped import encode_note
 
@@ -36,6 +37,9 @@ class ImageDataset(Dataset):
     by the next readable photo of the same group, preferring one whose object is not in the batch
     yet, then one not in the batch, so a P×K batch keeps its shape and its classes. Without it,
     an unreadable photo gives a blank image, and the caller must act on the note.
+
+    ``image_cache``: a photo with a current cache entry is read from it (``image_cache``); any
+    other is decoded from the photo itself.
     """
 
     def __init__(
@@ -46,9 +50,11 @@ class ImageDataset(Dataset):
         transform: Callable[[object], torch.Tensor],
         target_size: int,
         refill_groups: Sequence[Hashable] | None = None,
+        image_cache: ImageCache | None = None,
     ):
         index = {name: i for i, name in enumerate(classes)}
-        self.paths = [Path(data_dir) / p for p in frame["image_path"]]
+        self.image_paths = frame["image_path"].tolist()
+        self.paths = [Path(data_dir) / p for p in self.image_paths]
         self.labels = [index.get(name, -1) for name in frame["class_name"]]
         # Object ids are unique only within a class (the file-name ID in its class folder).
         self.object_ids = [
@@ -56,6 +62,7 @@ class ImageDataset(Dataset):
         ]
         self.transform = transform
         self.target_size = target_size
+        self.image_cache = image_cache
         self._groups: list[list[int]] | None = None
         if refill_groups is not None:
             members: dict[Hashable, list[int]] = defaultdict(list)
@@ -84,6 +91,10 @@ class ImageDataset(Dataset):
         return items
 
     def _load(self, i: int, skipped: list[tuple[str, str]]) -> Image.Image | None:
+        if self.image_cache is not None:
+            cached = self.image_cache.load(self.image_paths[i])
+            if cached is not None:
+                return cached
         try:
             return load_rgb(self.paths[i], self.target_size)
         except UnreadableImage as error:

@@ -16,6 +16,7 @@ from PIL import Image
 from torchvision.transforms import v2
 
 from imgcls_pipeline.core.data.dataset import ImageDataset, make_loader
+from imgcls_pipeline.core.data.image_cache import ImageCache
 from imgcls_pipeline.core.data.images import load_rgb
 from imgcls_pipeline.core.data.skipped import SkippedPhotos
 from imgcls_pipeline.core.data.transforms import eval_transform
@@ -80,10 +81,14 @@ def embed_frame(
     progress: bool = False,
     flip_tta: bool = False,
     desc: str = "embedding",
+    image_cache: ImageCache | None = None,
 ) -> np.ndarray:
     """(len(frame), D) float32 unit rows; row i embeds ``data_dir / frame.image_path[i]``
-    (with its mirror image too when ``flip_tta``, see ``compute_embeddings``)."""
-    dataset = ImageDataset(frame, data_dir, [], loaded.transform(), loaded.image_size)
+    (with its mirror image too when ``flip_tta``, see ``compute_embeddings``), read from
+    ``image_cache`` where it has a current entry."""
+    dataset = ImageDataset(
+        frame, data_dir, [], loaded.transform(), loaded.image_size, image_cache=image_cache
+    )
     loader = make_loader(
         dataset,
         num_workers=num_workers,

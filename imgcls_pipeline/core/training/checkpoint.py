@@ -274,6 +274,7 @@ RESUMABLE_CHANGES = frozenset(
         "data.train_ratio",
         "data.val_ratio",
         "data.test_ratio",
+        "data.image_cache",  # cached and direct decoding give the same images within tolerance
         *(
             f"evaluation.{name}"
             for name in EvaluationConfig.model_fields

@@ -38,6 +38,7 @@ from torch.optim.lr_scheduler import CosineAnnealingWarmRestarts, LRScheduler, R
 from torch.utils.data import DataLoader, Subset
 
 from imgcls_pipeline.core.data.dataset import ImageDataset, class_list, make_loader
+from imgcls_pipeline.core.data.image_cache import ImageCache, open_cache
 from imgcls_pipeline.core.data.preflight import preflight
 from imgcls_pipeline.core.data.skipped import SkippedPhotos
 from imgcls_pipeline.core.data.split_files import read_splits
@@ -186,6 +187,14 @@ def train(
         # Rewritten from the checkpoint: rows of epochs that ran after it are dropped.
         ckpt.write_metrics_csv(checkpoint_dir / ckpt.METRICS, state.history)
 
+    image_cache = open_cache(
+        artifacts_dir, data_dir, config.data.image_size, config.data.image_cache
+    )
+    if image_cache is not None and info.is_main:
+        cached, total = image_cache.count_cached(
+            [*train_frame["image_path"], *val_frame["image_path"]]
+        )
+        log(f"Image cache {image_cache.folder}: {cached} of {total} photos read from it.")
     data = make_training_data(
         config=config,
         model=model,
@@ -195,6 +204,7 @@ def train(
         classes=classes,
         hardware=hardware,
         info=info,
+        image_cache=image_cache,
     )
     ks = sorted({1, *config.evaluation.recall_k_values})
     _log_setup(log, data, len(val_frame), len(classes), hardware, info)
@@ -349,6 +359,7 @@ def make_training_data(
     classes: list[str],
     hardware: HardwareSettings,
     info: distributed.DistInfo,
+    image_cache: ImageCache | None = None,
 ) -> TrainingData:
     size = config.data.image_size
     train_set = ImageDataset(
@@ -358,6 +369,7 @@ def make_training_data(
         train_transform(config.augmentation, size, model.mean, model.std, model.interpolation),
         size,
         refill_groups=train_frame["class_name"].tolist(),
+        image_cache=image_cache,
     )
     sampler = PKBatchSampler(
         train_set.labels,
@@ -384,6 +396,7 @@ def make_training_data(
         # A val query stands in for a val query, a gallery photo for a gallery photo: a query
         # replaced by its own gallery twin would find itself.
         refill_groups=[(i < len(train_frame), c) for i, c in enumerate(both["class_name"])],
+        image_cache=image_cache,
     )
     eval_loader = make_loader(
         Subset(eval_set, distributed.shard_indices(len(eval_set), info)),
