@@ -51,6 +51,9 @@ class Bundle:
     index_type: str
     dimension: int
     created: str = ""
+    # <host>-<pid> of the process that built it: until that process ends, a bundle not yet served
+    # is its to serve, and clean-up leaves it alone.
+    builder: str = ""
 
     def part(self, name: str) -> Path:
         return self.folder / name
