@@ -76,8 +76,10 @@ def decision_text(decision: GateDecision) -> str:
     )
     difference = "" if decision.difference is None else f", difference {decision.difference:+.4f}"
     verdict = "promoted" if decision.promote else "rejected"
+    if decision.kind == "manual":
+        verdict = "served by hand"
     return (
-        f"Gate: challenger {decision.challenger} val R@1 "
+        f"Decision: challenger {decision.challenger} val R@1 "
         f"{_score(decision.challenger_recall_at_1)}, champion {champion}{difference} "
         f"(tolerance {decision.tolerance:g}, floor {decision.floor:g}): {verdict}. "
         f"{decision.reason}"

@@ -258,7 +258,6 @@ def run_gate(
     elif challenger != served:
         discard_bundle(challenger.folder)
     record_decision(models_dir, decision)
-    log(decision.reason)
     return decision
 
 
