@@ -20,7 +20,7 @@ COMMAND_SUMMARIES: dict[str, str] = {
     "train": "Train the embedding model on the split tables; resumes from latest_model.pt.",
     "index": "Embed the train split, build the Faiss index and evaluate val (eval_splits).",
     "pipeline": "split, train and index in one run.",
-    "evaluate": "Score any checkpoint on val or test against the train split, without Dagster.",
+    "evaluate": "Score the served model (or any checkpoint) on val or test, without Dagster.",
     "predict": "Classify photos or folders with the served model and index, without Dagster.",
     "models": "List the model versions with their scores; * marks the one served.",
     "promote": "Serve a model version by hand (rollback or forward), rebuilding its index.",

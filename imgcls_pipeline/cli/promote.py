@@ -16,6 +16,10 @@ from imgcls_pipeline.core.folders import Folders
 from imgcls_pipeline.core.lifecycle.registry import read_version
 from imgcls_pipeline.core.locks import FolderLock
 
+# The evaluation's HTML report and PNGs in the bundle, as `imgcls index` draws them (a few
+# seconds on a small project).
+REPORT_FIGURES = True
+
 
 def run(command: str, tokens: Sequence[str]) -> int:
     line = read_command_line(tokens, command)
@@ -48,7 +52,7 @@ def run(command: str, tokens: Sequence[str]) -> int:
             lifecycle=line.config.lifecycle,
             manual=True,
             progress=True,
-            figures=True,  # the evaluation report, as `imgcls index` writes it
+            figures=REPORT_FIGURES,
             log=log,
         )
     print(decision_text(decision))

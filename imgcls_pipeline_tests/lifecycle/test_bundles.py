@@ -136,12 +136,14 @@ def test_new_photos_reuse_the_served_rows_and_a_new_class_becomes_searchable(
 def test_a_model_that_is_not_the_bundles_is_refused_naming_both(
     project, good_run, zeroed, tmp_path: Path
 ) -> None:
-    data, splits = project
-    models, artifacts = tmp_path / "models", tmp_path / "artifacts"
-    version = register_version(good_run, models, splits)
-    other = register_version(zeroed, models, splits)
-    settings = {"flip_tta": False, "index_type": "flat", "batch_size": 8, "num_workers": 0}
-    bundle = build_bundle(artifacts, version, data, splits, log=lambda _: None, **settings)
+    _, splits = project
+    version = register_version(good_run, tmp_path / "models", splits)
+    other = register_version(zeroed, tmp_path / "models", splits)
+    bundle = replace(
+        fake_bundle(tmp_path / "artifacts", "b1"),
+        checkpoint_sha256=version.checkpoint_sha256,
+        dimension=32,
+    )
     check_matches(bundle, version.weights)
     with pytest.raises(UserError) as raised:
         check_matches(bundle, other.weights)
