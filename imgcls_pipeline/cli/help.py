@@ -23,7 +23,7 @@ COMMAND_SUMMARIES: dict[str, str] = {
     "evaluate": "Score the served model (or any checkpoint) on val or test, without Dagster.",
     "predict": "Classify photos or folders with the served model and index, without Dagster.",
     "models": "List the model versions with their scores; * marks the one served.",
-    "promote": "Serve a model version by hand (rollback or forward), rebuilding its index.",
+    "promote": "Serve a model version by hand (rollback or forward), indexed for the current splits.",
 }
 ARGUMENTS: dict[str, str] = {
     "predict": " PHOTO_OR_FOLDER...",
