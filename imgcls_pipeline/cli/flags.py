@@ -20,7 +20,10 @@ from imgcls_pipeline.core.settings import PipelineConfig
 from imgcls_pipeline.core.settings_errors import did_you_mean
 from imgcls_pipeline.core.settings_sources import ALIASES
 
-_FOLDERS = {name: name for name in ("data_dir", "splits_dir", "checkpoint_dir", "artifacts_dir")}
+_FOLDERS = {
+    name: name
+    for name in ("data_dir", "splits_dir", "checkpoint_dir", "artifacts_dir", "models_dir")
+}
 # Each command's own flags (as the original scripts named them) → the option they set.
 COMMAND_FLAGS: dict[str, dict[str, str]] = {
     "split": {**_FOLDERS, "output_dir": "splits_dir"},
@@ -29,8 +32,19 @@ COMMAND_FLAGS: dict[str, dict[str, str]] = {
     "pipeline": _FOLDERS,
     "demo": {"dir": "dir"},
     "evaluate": {
-        name: name for name in ("checkpoint", "split", "data_dir", "splits_dir", "output")
+        name: name
+        for name in (
+            "checkpoint",
+            "split",
+            "data_dir",
+            "splits_dir",
+            "artifacts_dir",
+            "models_dir",
+            "output",
+        )
     },
+    "models": {name: name for name in ("models_dir", "artifacts_dir")},
+    "promote": {name: name for name in ("data_dir", "splits_dir", "artifacts_dir", "models_dir")},
     "predict": {
         name: name
         for name in (
@@ -38,6 +52,7 @@ COMMAND_FLAGS: dict[str, dict[str, str]] = {
             "index_dir",
             "checkpoint_dir",
             "artifacts_dir",
+            "models_dir",
             "output",
             "open_set_threshold",
         )
@@ -80,6 +95,9 @@ COMMAND_SETTINGS: dict[str, frozenset[str]] = {
     "pipeline": _SPLIT | _TRAIN | _INDEX,
     "demo": _SPLIT | _TRAIN | _INDEX,
     "evaluate": _SEARCH | _fields(s.RecallSetting, s.FlipTtaSetting),
+    "models": frozenset(),
+    # What building and evaluating the version's bundle reads, as `imgcls index`.
+    "promote": _INDEX,
     # The index decides flip_tta for predict's queries (they must be embedded as the gallery was).
     "predict": _SEARCH,
 }

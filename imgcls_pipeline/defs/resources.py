@@ -9,7 +9,7 @@ from pathlib import Path
 import dagster as dg
 
 from imgcls_pipeline.core.errors import UserError, describe
-from imgcls_pipeline.core.folders import FolderPaths, Folders
+from imgcls_pipeline.core.folders import DEFAULT_MODELS_DIR, FolderPaths, Folders
 from imgcls_pipeline.core.training.launch_specs import TrainingLaunch
 
 
@@ -20,6 +20,7 @@ class PipelinePaths(FolderPaths, dg.ConfigurableResource):
     splits_dir: str
     checkpoint_dir: str
     artifacts_dir: str
+    models_dir: str = DEFAULT_MODELS_DIR
 
     @classmethod
     def from_env(cls, **overrides: str | None) -> PipelinePaths:
