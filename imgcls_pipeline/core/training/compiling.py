@@ -101,7 +101,7 @@ def prepare(
             for _ in range(WARMUP_CALLS):
                 trial(compiled)
         except Exception as err:  # dynamo, inductor and compiler errors have no common base
-            error = describe(err)
+            error = describe(_root_cause(err))
     if mean_over_ranks(0.0 if error is None else 1.0) > 0:
         warn(
             f"torch.compile failed ({error or 'on another rank'}); training continues in eager "
@@ -120,6 +120,13 @@ def prepare(
         speedup = mean_over_ranks(eager_seconds / max(compiled_seconds, 1e-12))
     choice = decide(setting, device.type, speedup)
     return (compiled if choice.compiled else eager), choice
+
+
+def _root_cause(err: BaseException) -> BaseException:
+    """dynamo wraps a backend's error in its own (``inner_exception``), whose first line does not
+    say what failed."""
+    inner = getattr(err, "inner_exception", None) or err.__cause__
+    return err if inner is None else _root_cause(inner)
 
 
 def _timer(device: torch.device) -> Callable[[Callable[[], None]], float]:
