@@ -43,7 +43,7 @@ from imgcls_pipeline.core.data.skipped import SkippedPhotos
 from imgcls_pipeline.core.data.split_files import read_splits
 from imgcls_pipeline.core.data.transforms import eval_transform, train_transform
 from imgcls_pipeline.core.errors import UserError
-from imgcls_pipeline.core.hardware import HardwareSettings, amp_settings
+from imgcls_pipeline.core.hardware import HardwareSettings, amp_settings, loader_settings
 from imgcls_pipeline.core.progress import progress as progress_bar
 from imgcls_pipeline.core.search.embedding import Interrupted, compute_embeddings
 from imgcls_pipeline.core.search.index import build_index, search
@@ -385,9 +385,13 @@ def make_training_data(
         world_size=info.world_size,
         multiple_of=hardware.accum_steps,
     )
-    pin_memory = hardware.device == "cuda"
+    loading = loader_settings(hardware)
     train_loader = make_loader(
-        train_set, num_workers=hardware.num_workers, pin_memory=pin_memory, batch_sampler=sampler
+        train_set,
+        num_workers=hardware.num_workers,
+        pin_memory=loading.pin_memory,
+        prefetch_factor=loading.prefetch_factor,
+        batch_sampler=sampler,
     )
     # One embedding pass per epoch over train (the gallery) then val (the queries).
     both = pd.concat([train_frame, val_frame], ignore_index=True)
@@ -404,8 +408,10 @@ def make_training_data(
     eval_loader = make_loader(
         Subset(eval_set, distributed.shard_indices(len(eval_set), info)),
         num_workers=hardware.num_workers,
-        pin_memory=pin_memory,
+        pin_memory=loading.pin_memory,
         batch_size=config.evaluation.embedding_batch_size,
+        prefetch_factor=loading.prefetch_factor,
+        persistent_workers=loading.persistent_workers,
     )
     labels = np.asarray(eval_set.labels, dtype=np.int64)
     return TrainingData(train_set, sampler, train_loader, eval_loader, labels, len(eval_set))
