@@ -242,7 +242,8 @@ def train(
             # all-reduce the backbone's (fine-tuning).
             stepped = ddp = None  # the old reducer goes before the new one is built
             stepped, ddp, choice = build_stepped(net, info, device, compile_setting, trial, log)
-            log(f"Training step: {choice.reason}.")
+            if compiling.needs_trial(compile_setting, device.type):
+                log(f"Training step: {choice.reason}.")
             if choice.failed:
                 compile_setting = "off"  # one warning per run, not one per phase
         data.sampler.set_epoch(epoch)

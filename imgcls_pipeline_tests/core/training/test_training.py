@@ -14,6 +14,7 @@ from imgcls_pipeline.core.search.evaluation import evaluate_split
 from imgcls_pipeline.core.search.index import build_index
 from imgcls_pipeline.core.search.inference import embed_frame, load_model
 from imgcls_pipeline.core.training import checkpoint as ckpt
+from imgcls_pipeline.core.training import compiling
 from imgcls_pipeline.core.training.arcface import ArcFace
 from imgcls_pipeline.core.training.loop import (
     ArcFaceNet,
@@ -35,6 +36,7 @@ from imgcls_pipeline.core.training.pooling import GeM
 from imgcls_pipeline.core.training.rng import seed_everything
 from imgcls_pipeline_tests.core.training.tiny_training import (
     cpu_hardware,
+    largest_weight_difference,
     make_tiny_splits,
     tiny_config,
 )
@@ -469,3 +471,22 @@ def test_ema_run_saves_the_averaged_weights_and_resumes_exactly(tiny, tmp_path):
     assert not torch.equal(a["model"]["head.weight"], a["trained_model"]["head.weight"])
     best = ckpt.read_checkpoint(tmp_path / "straight" / ckpt.BEST)
     assert "trained_model" not in best and best["epoch"] == straight.best_epoch
+
+
+@pytest.mark.slow
+def test_a_compiled_run_trains_the_weights_an_eager_run_trains(tiny, tmp_path, monkeypatch):
+    # compile=on on the CPU, through dynamo's "eager" backend (inductor's CPU compile takes
+    # minutes here): the warm-up trials of both phases must leave the run exactly as without.
+    monkeypatch.setattr(compiling, "BACKEND", "eager")
+    torch._dynamo.reset()
+    lines: list[str] = []
+    try:
+        run(tiny, tmp_path / "compiled", tiny_config(compile="on"), log=lines.append)
+    finally:
+        torch._dynamo.reset()
+    run(tiny, tmp_path / "eager", tiny_config(compile="off"))
+    assert lines.count("Training step: compile=on.") == 2  # warm-up, then fine-tuning
+    difference = largest_weight_difference(
+        tmp_path / "compiled" / ckpt.LATEST, tmp_path / "eager" / ckpt.LATEST
+    )
+    assert difference < 1e-5, difference
