@@ -33,19 +33,27 @@ from imgcls_pipeline.core.training.model import build_embedding_model
 NUM_CLASSES = 4
 
 
-def ours(args: argparse.Namespace, device: torch.device, precision: str, memory_format):
+def ours(
+    args: argparse.Namespace,
+    device: torch.device,
+    precision: str,
+    memory_format,
+    backend: str | None = None,
+):
+    """Our step; with ``backend``, torch.compile'd as the loop's compile=on does."""
     model_cfg = ModelConfig(backbone=args.backbone, pretrained=False, embedding_dim=512)
     net = ArcFaceNet(build_embedding_model(model_cfg), ArcFace(512, NUM_CLASSES)).to(
         device, memory_format=memory_format
     )
     net.train()
+    stepped = net if backend is None else torch.compile(net, backend=backend)
     optimizer = make_optimizer(net, TrainingConfig())
     amp_dtype, use_scaler = amp_settings(precision)
     scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
 
     def run(batches: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
         train_epoch(
-            net,
+            stepped,
             batches,
             optimizer,
             scaler,
@@ -58,9 +66,16 @@ def ours(args: argparse.Namespace, device: torch.device, precision: str, memory_
     return run
 
 
-def bare(args: argparse.Namespace, device: torch.device, precision: str, memory_format):
+def bare(
+    args: argparse.Namespace,
+    device: torch.device,
+    precision: str,
+    memory_format,
+    backend: str | None = None,
+):
     model = timm.create_model(args.backbone, pretrained=False, num_classes=NUM_CLASSES)
     model = model.to(device, memory_format=memory_format).train()
+    forward = model if backend is None else torch.compile(model, backend=backend)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=1e-4)
     amp_dtype, use_scaler = amp_settings(precision)
     scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
@@ -71,7 +86,7 @@ def bare(args: argparse.Namespace, device: torch.device, precision: str, memory_
             images = images.to(device, non_blocking=True, memory_format=memory_format)
             labels = labels.to(device, non_blocking=True)
             with autocast:
-                loss = F.cross_entropy(model(images), labels)
+                loss = F.cross_entropy(forward(images), labels)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)

@@ -235,6 +235,11 @@ class TrainingConfig(Settings):
     num_workers: int | None = Field(
         None, ge=0, description="Data loader processes; none picks them from the CPU and GPU count."
     )
+    compile: Literal["off", "on", "auto"] = Field(
+        "auto",
+        description="torch.compile the training step: on, off, or auto (on a GPU when a short "
+        "warm-up shows it faster; eager on the CPU).",
+    )
     scheduler_type: Literal["cosine_warm_restarts", "reduce_on_plateau"] = Field(
         "cosine_warm_restarts", description="Learning rate schedule after warm-up."
     )

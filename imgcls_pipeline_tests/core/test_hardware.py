@@ -7,8 +7,10 @@ from imgcls_pipeline.core.errors import UserError
 from imgcls_pipeline.core.hardware import (
     DeviceProps,
     HardwareSettings,
+    LoaderSettings,
     amp_settings,
     detect_device_props,
+    loader_settings,
     precision_for,
     resolve_hardware,
 )
@@ -138,3 +140,18 @@ def test_hardware_settings_survive_the_json_handoff_to_the_training_process(tmp_
         HardwareSettings.read_json(tmp_path / "hardware.json", remedy="x")
     with pytest.raises(UserError, match=r"does not exist; detect again\.$"):
         HardwareSettings.read_json(tmp_path / "absent.json", remedy="detect again")
+
+
+@pytest.mark.parametrize(
+    ("props", "cores", "expected"),
+    [
+        # H100/H200-class machine: 16 workers keep 2 batches each, pinned for the GPU copy.
+        (DeviceProps("NVIDIA H200", 139.8, 9, 0), 64, LoaderSettings(True, 2, True)),
+        (RTX_3090, 32, LoaderSettings(True, 2, True)),  # 4 workers
+        (DeviceProps("NVIDIA L4", 22.0, 8, 9), 3, LoaderSettings(True, 4, True)),  # 2 workers
+        (None, 2, LoaderSettings(False, 8, True)),  # CPU, 1 worker: nothing to pin for
+        (None, 1, LoaderSettings(False, None, False)),  # no workers: the main process loads
+    ],
+)
+def test_loader_settings_per_device(props, cores, expected):
+    assert loader_settings(resolve_hardware(props, cores)) == expected

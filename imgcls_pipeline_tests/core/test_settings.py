@@ -50,6 +50,7 @@ REJECTED = [
     ("ema_decay", 1.0, "ema_decay must be between 0 and 1, exclusive, or none, not 1.0."),
     ("early_stopping_patience", -1, "early_stopping_patience must be 0 or more, not -1."),
     ("num_workers", -1, "num_workers must be 0 or more, or none, not -1."),
+    ("compile", "yes", "compile must be one of off, on, auto, not 'yes'."),
     (
         "scheduler_type",
         "step",
@@ -172,6 +173,7 @@ DEFAULTS_AS_STORED = {
         "early_stopping_patience": 10,
         "use_bf16": None,
         "num_workers": None,
+        "compile": "auto",
         "scheduler_type": "cosine_warm_restarts",
         "cosine_t0": 10,
         "cosine_t_mult": 2,

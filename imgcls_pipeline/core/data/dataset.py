@@ -131,8 +131,12 @@ def make_loader(
     pin_memory: bool,
     batch_sampler: Sampler[list[int]] | None = None,
     batch_size: int = 64,
+    prefetch_factor: int | None = None,
+    persistent_workers: bool = False,
 ) -> DataLoader:
-    """A loader over ``dataset``: batches from ``batch_sampler`` if given, else in order."""
+    """A loader over ``dataset``: batches from ``batch_sampler`` if given, else in order.
+    ``prefetch_factor`` and ``persistent_workers`` (sampled loaders' workers always persist) as
+    ``hardware.loader_settings`` chooses them."""
     if batch_sampler is not None:
         return DataLoader(
             dataset,
@@ -140,6 +144,7 @@ def make_loader(
             num_workers=num_workers,
             pin_memory=pin_memory,
             persistent_workers=num_workers > 0,
+            prefetch_factor=prefetch_factor,
         )
     return DataLoader(
         dataset,
@@ -147,4 +152,6 @@ def make_loader(
         shuffle=False,
         num_workers=num_workers,
         pin_memory=pin_memory,
+        persistent_workers=persistent_workers and num_workers > 0,
+        prefetch_factor=prefetch_factor,
     )

@@ -269,6 +269,7 @@ RESUMABLE_CHANGES = frozenset(
         "training.fresh",
         "training.num_workers",
         "training.use_bf16",
+        "training.compile",
         "data.min_image_size",
         "data.class_names",
         "data.train_ratio",

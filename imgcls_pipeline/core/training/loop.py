@@ -44,14 +44,14 @@ from imgcls_pipeline.core.data.skipped import SkippedPhotos
 from imgcls_pipeline.core.data.split_files import read_splits
 from imgcls_pipeline.core.data.transforms import eval_transform, train_transform
 from imgcls_pipeline.core.errors import UserError
-from imgcls_pipeline.core.hardware import HardwareSettings, amp_settings
+from imgcls_pipeline.core.hardware import HardwareSettings, amp_settings, loader_settings
 from imgcls_pipeline.core.progress import progress as progress_bar
 from imgcls_pipeline.core.search.embedding import Interrupted, compute_embeddings
 from imgcls_pipeline.core.search.index import build_index, search
 from imgcls_pipeline.core.search.metrics import neighbour_codes, recall_at_k
 from imgcls_pipeline.core.settings import ModelConfig, PipelineConfig, TrainingConfig
 from imgcls_pipeline.core.training import checkpoint as ckpt
-from imgcls_pipeline.core.training import distributed
+from imgcls_pipeline.core.training import compiling, distributed
 from imgcls_pipeline.core.training.arcface import ArcFace, adacos_scale
 from imgcls_pipeline.core.training.checkpoint import RunState
 from imgcls_pipeline.core.training.model import EmbeddingModel, build_embedding_model
@@ -128,8 +128,11 @@ def train(
     Under torchrun every rank calls this; rank 0 alone logs, calls ``on_epoch_end`` (with the
     metrics row) and writes files. A ``should_stop`` request makes the loop return with
     ``interrupted=True``: in one process it is polled before every step; under DDP the ranks agree
-    on it every ``distributed.STOP_AGREEMENT_EVERY`` steps and after every epoch. latest_model.pt
-    keeps the last completed epoch and the partial epoch runs again on resume.
+    on it every ``distributed.STOP_AGREEMENT_EVERY`` optimizer steps and after every epoch.
+    latest_model.pt keeps the last completed epoch and the partial epoch runs again on resume.
+
+    The training step runs compiled or eager per ``config.training.compile`` (``compiling``);
+    validation embeds eagerly (its batch shapes vary, and it is the smaller part of an epoch).
 
     Before any model is built, every photo of train and val must be on disk as the manifest in
     ``artifacts_dir`` recorded it (``preflight``). One that vanishes or breaks later is skipped:
@@ -217,6 +220,17 @@ def train(
         )
 
     ddp: DistributedDataParallel | None = None
+    stepped: nn.Module | None = None  # what trains: net, its DDP wrapper, either one compiled
+    compile_setting = config.training.compile
+    trial = functools.partial(
+        _trial_step,
+        data.sampler.p * data.sampler.k,
+        config.data.image_size,
+        len(classes),
+        device,
+        amp_dtype,
+        hardware.channels_last,
+    )
     interrupted = False
     # After every optimiser step, also one whose fp16 GradScaler skipped: the EMA then moves a
     # little towards unchanged weights, which needs no special case.
@@ -231,21 +245,24 @@ def train(
         phase = phase_for_epoch(epoch, config.training.warmup_epochs)
         net.train()
         apply_phase(model, arcface, phase, config.model)
-        if info.enabled and (ddp is None or epoch == config.training.warmup_epochs):
-            # DDP registers the parameters that require grad when it is built: build it after
-            # freezing, and again when the backbone is unfrozen, or it would wait for gradients
-            # that never come (warm-up) or never all-reduce the backbone's (fine-tuning).
-            del ddp
-            ddp = DistributedDataParallel(
-                net, device_ids=[device.index] if device.type == "cuda" else None
-            )
+        if stepped is None or epoch == config.training.warmup_epochs:
+            # DDP registers the parameters that require grad when it is built, and a compiled
+            # graph is specialised to them: build both after freezing, and again when the backbone
+            # is unfrozen, or DDP would wait for gradients that never come (warm-up) or never
+            # all-reduce the backbone's (fine-tuning).
+            stepped = ddp = None  # the old reducer goes before the new one is built
+            stepped, ddp, choice = build_stepped(net, info, device, compile_setting, trial, log)
+            if compiling.needs_trial(compile_setting, device.type):
+                log(f"Training step: {choice.reason}.")
+            if choice.failed:
+                compile_setting = "off"  # one warning per run, not one per phase
         data.sampler.set_epoch(epoch)
         lr = current_lr(parts.optimizer)
         started = time.perf_counter()
 
         # --- forward, loss, backward, step (one pass over the P×K batches) ---
         stats = train_epoch(
-            ddp or net,
+            stepped,
             skipped.watch(
                 progress_bar(
                     data.train_loader,
@@ -381,9 +398,13 @@ def make_training_data(
         world_size=info.world_size,
         multiple_of=hardware.accum_steps,
     )
-    pin_memory = hardware.device == "cuda"
+    loading = loader_settings(hardware)
     train_loader = make_loader(
-        train_set, num_workers=hardware.num_workers, pin_memory=pin_memory, batch_sampler=sampler
+        train_set,
+        num_workers=hardware.num_workers,
+        pin_memory=loading.pin_memory,
+        prefetch_factor=loading.prefetch_factor,
+        batch_sampler=sampler,
     )
     # One embedding pass per epoch over train (the gallery) then val (the queries).
     both = pd.concat([train_frame, val_frame], ignore_index=True)
@@ -401,8 +422,10 @@ def make_training_data(
     eval_loader = make_loader(
         Subset(eval_set, distributed.shard_indices(len(eval_set), info)),
         num_workers=hardware.num_workers,
-        pin_memory=pin_memory,
+        pin_memory=loading.pin_memory,
         batch_size=config.evaluation.embedding_batch_size,
+        prefetch_factor=loading.prefetch_factor,
+        persistent_workers=loading.persistent_workers,
     )
     labels = np.asarray(eval_set.labels, dtype=np.int64)
     return TrainingData(train_set, sampler, train_loader, eval_loader, labels, len(eval_set))
@@ -517,6 +540,70 @@ def record_epoch(state: RunState, val_recall_at_1: float, phase: Phase, patience
 # --- forward, loss, backward, step ---
 
 
+def build_stepped(
+    net: ArcFaceNet,
+    info: distributed.DistInfo,
+    device: torch.device,
+    setting: compiling.CompileSetting,
+    make_trial: Callable[[], Callable[[nn.Module], None]],
+    log: Callable[[str], None],
+) -> tuple[nn.Module, DistributedDataParallel | None, compiling.CompileChoice]:
+    """The module the steps run (``net``, under DDP its wrapper, compiled per ``setting``), the
+    DDP wrapper (for ``no_sync``) and the compile choice. ``make_trial()`` gives the compile
+    warm-up's step; it is only made when ``setting`` asks for a warm-up."""
+    built: list[DistributedDataParallel | None] = []
+
+    def build() -> nn.Module:
+        ddp = None
+        if info.enabled:
+            ddp = DistributedDataParallel(
+                net, device_ids=[device.index] if device.type == "cuda" else None
+            )
+        built.append(ddp)
+        return ddp or net
+
+    trial = make_trial() if compiling.needs_trial(setting, device.type) else _nothing_to_try
+    stepped, choice = compiling.prepare(
+        build,
+        setting,
+        device=device,
+        trial=trial,
+        state_of=net,
+        mean_over_ranks=functools.partial(distributed.mean_over_ranks, device=device),
+        warn=log,
+    )
+    return stepped, built[-1], choice
+
+
+def _trial_step(
+    batch_size: int,
+    image_size: int,
+    n_classes: int,
+    device: torch.device,
+    amp_dtype: torch.dtype | None,
+    channels_last: bool,
+) -> Callable[[nn.Module], None]:
+    """One forward + backward of a batch of the training's shape (for the compile warm-up)."""
+    # Its own generator: the run's random stream stays the same whether or not a trial runs.
+    generator = torch.Generator(device).manual_seed(0)
+    shape = (batch_size, 3, image_size, image_size)
+    images = torch.randn(shape, generator=generator, device=device)
+    if channels_last:
+        images = images.to(memory_format=torch.channels_last)
+    labels = torch.arange(batch_size, device=device) % n_classes
+
+    def trial(module: nn.Module) -> None:
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            logits = module(images, labels)
+        F.cross_entropy(logits.float(), labels).backward()
+
+    return trial
+
+
+def _nothing_to_try(_: nn.Module) -> None:
+    pass
+
+
 @dataclass
 class EpochStats:
     loss: float
@@ -541,10 +628,12 @@ def train_epoch(
 ) -> EpochStats:
     """One pass over ``batches`` (a multiple of ``accum_steps`` long), one optimizer step per group.
 
-    ``net(images, labels)`` returns logits. ``no_sync`` is DDP's: gradients are all-reduced once
-    per optimizer step instead of once per micro-batch. ``should_stop`` is polled before each
-    micro-batch; when it fires the epoch is abandoned (``interrupted=True``). ``after_step`` runs
-    after each optimizer step (the EMA update).
+    ``net(images, labels)`` returns logits. ``no_sync`` is DDP's: the non-final micro-batches of
+    a group only accumulate gradients locally, which are all-reduced once, in the group's last
+    backward pass. ``should_stop`` is polled once per optimizer step, before the group's first
+    micro-batch (under DDP a poll is a collective only every ``distributed.STOP_AGREEMENT_EVERY``
+    polls); when it fires the epoch is abandoned (``interrupted=True``). ``after_step`` runs after
+    each optimizer step (the EMA update). Nothing here waits for the device within an epoch.
     """
     start = time.perf_counter()
     memory_format = torch.channels_last if channels_last else torch.preserve_format
@@ -555,7 +644,7 @@ def train_epoch(
     images_seen = 0
     optimizer.zero_grad(set_to_none=True)
     for step, (images, labels) in enumerate(batches):
-        if should_stop():
+        if step % accum_steps == 0 and should_stop():
             return EpochStats(0.0, images_seen, time.perf_counter() - start, interrupted=True)
         images = images.to(device, non_blocking=True, memory_format=memory_format)
         labels = labels.to(device, non_blocking=True)

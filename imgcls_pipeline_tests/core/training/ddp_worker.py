@@ -3,7 +3,9 @@
 Each rank runs ``train_script.main`` unchanged except that it keeps a handle on the model it
 built and leaves the process group open; afterwards rank 0 writes the largest difference between
 the ranks' final weights to ``<checkpoint-dir>/rank_weight_difference.txt`` (0 when DDP kept them
-in sync through both phases).
+in sync through both phases). With ``--same-images-every-run`` first, the training transform has
+no random augmentation (``tiny_training.same_images_every_run``), so the run can be compared
+with a one-process run.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import torch.distributed as dist
 from imgcls_pipeline import train_script
 from imgcls_pipeline.core.training import distributed
 from imgcls_pipeline.core.training import loop as training
+from imgcls_pipeline_tests.core.training.tiny_training import same_images_every_run
 
 built = []
 _build = training.build_embedding_model
@@ -28,10 +31,14 @@ def _keep(model_cfg):
 
 
 def main() -> int:
+    args = sys.argv[1:]
+    if args[:1] == ["--same-images-every-run"]:
+        args = args[1:]
+        training.train_transform = same_images_every_run
     training.build_embedding_model = _keep
     close = distributed.cleanup
     distributed.cleanup = lambda: None
-    code = train_script.main(sys.argv[1:])
+    code = train_script.main(args)
     weights = torch.cat([p.detach().flatten() for p in built[0].parameters()])
     everyone = [torch.empty_like(weights) for _ in range(dist.get_world_size())]
     dist.all_gather(everyone, weights)

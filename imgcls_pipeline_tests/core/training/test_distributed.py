@@ -15,12 +15,18 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from imgcls_pipeline.core.training import checkpoint as ckpt
-from imgcls_pipeline.core.training import distributed
+from imgcls_pipeline.core.training import distributed, loop
 from imgcls_pipeline.core.training.distributed import DistInfo, StopAgreement
 from imgcls_pipeline.core.training.loop import train
+from imgcls_pipeline.core.training.model import build_embedding_model
+from imgcls_pipeline.core.training.rng import seed_everything
 from imgcls_pipeline_tests.core.training.tiny_training import (
+    EQUIVALENCE_CONFIG,
+    WEIGHT_TOLERANCE,
     cpu_hardware,
+    largest_weight_difference,
     make_tiny_splits,
+    same_images_every_run,
     tiny_config,
 )
 
@@ -202,3 +208,51 @@ def test_ddp_run_stops_on_every_rank_when_one_rank_asks_without_a_collective_per
     # go through DDP's reducer.)
     assert all(r["all_reduces"] == 3 for r in results)
     assert all(r["polls"] == 1 for r in results)  # the request was read at that agreement only
+
+
+def _train_one_rank_of_two(rank: int, data_dir: str, splits_dir: str, out: str) -> dict:
+    loop.train_transform = same_images_every_run  # in this spawned process only
+    lines: list[str] = []
+    train(
+        tiny_config(**EQUIVALENCE_CONFIG),
+        data_dir=data_dir,
+        splits_dir=splits_dir,
+        checkpoint_dir=out,
+        hardware=cpu_hardware(accum_steps=1),
+        log=lines.append,
+    )
+    return {"lines": lines}
+
+
+@pytest.mark.slow
+def test_two_ddp_processes_train_the_weights_one_process_trains_on_the_same_global_batches(
+    tmp_path, monkeypatch
+):
+    """Rank r takes P×K batches r, r+2, ... of the sampler's one sequence; one process with
+    gradient accumulation 2 takes batches 2s and 2s+1 into step s: the same global batch of 6
+    photos per optimizer step, each P×K batch normalised on its own by BatchNorm either way."""
+    data_dir, splits_dir = make_tiny_splits(tmp_path / "tiny")
+    ddp_dir, one_dir = tmp_path / "ddp", tmp_path / "one"
+    results = run_two_ranks(
+        tmp_path, _train_one_rank_of_two, str(data_dir), str(splits_dir), str(ddp_dir)
+    )
+    assert any("2 batches per epoch per rank (2 ranks)" in line for line in results[0]["lines"])
+
+    monkeypatch.setattr(loop, "train_transform", same_images_every_run)
+    lines: list[str] = []
+    one = train(
+        tiny_config(**EQUIVALENCE_CONFIG),
+        data_dir=data_dir,
+        splits_dir=splits_dir,
+        checkpoint_dir=one_dir,
+        hardware=cpu_hardware(accum_steps=2),
+        log=lines.append,
+    )
+    assert one.last_epoch == 2 and any("4 batches per epoch;" in line for line in lines)
+    difference = largest_weight_difference(ddp_dir / ckpt.LATEST, one_dir / ckpt.LATEST)
+    assert difference < WEIGHT_TOLERANCE, difference
+    # Training moved the weights far more than the tolerance.
+    seed_everything(tiny_config().seed)
+    initial = build_embedding_model(tiny_config().model).state_dict()
+    trained = ckpt.read_checkpoint(one_dir / ckpt.LATEST)["model"]
+    assert max(float((trained[k] - v).abs().max()) for k, v in initial.items()) > 1e-3

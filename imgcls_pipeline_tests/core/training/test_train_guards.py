@@ -31,7 +31,10 @@ def tiny(tmp_path_factory):
 
 @pytest.mark.slow
 def test_a_second_training_into_the_same_folder_refuses_naming_the_first(tiny, tmp_path):
-    first = start(script_args(tiny, tmp_path / "one", tiny_config(total_epochs=500)))
+    # No early stopping: the tiny run reaches R@1 = 1 at once and would end after 11 epochs, a few
+    # seconds, before the second process has even imported torch on a busy machine.
+    running = tiny_config(total_epochs=500, early_stopping_patience=0)
+    first = start(script_args(tiny, tmp_path / "one", running))
     try:
         checkpoints = tmp_path / "one" / "checkpoints"
         wait_for(checkpoints / ckpt.LATEST, first)

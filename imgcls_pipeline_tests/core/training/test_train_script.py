@@ -1,6 +1,7 @@
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -12,10 +13,15 @@ from dagster_pipes import encode_param
 from PIL import Image
 
 from imgcls_pipeline.core.training import checkpoint as ckpt
+from imgcls_pipeline.core.training import loop
 from imgcls_pipeline.core.training.model import load_embedding_model
 from imgcls_pipeline_tests.core.training.tiny_training import (
+    EQUIVALENCE_CONFIG,
+    WEIGHT_TOLERANCE,
     cpu_hardware,
+    largest_weight_difference,
     make_tiny_splits,
+    same_images_every_run,
     tiny_config,
 )
 
@@ -200,3 +206,52 @@ def test_two_process_ddp_on_cpu(tiny, tmp_path):
     assert "2 batches per epoch per rank (2 ranks)" in done.stdout
     # both phases kept the ranks' weights identical (gradients all-reduced, backbone included)
     assert float((checkpoints / "rank_weight_difference.txt").read_text()) == 0.0
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_nodes_joined_by_c10d_rendezvous_train_what_one_process_trains(
+    tiny, tmp_path, monkeypatch
+):
+    """The multi-node launch (one torchrun per machine, meeting at a c10d rendezvous endpoint),
+    as 2 "nodes" × 1 process on this machine over gloo; compared with one process accumulating
+    the same 2 P×K batches per optimizer step."""
+    config = tiny_config(**EQUIVALENCE_CONFIG)
+    args = script_args(tiny, tmp_path / "nodes", config)  # hardware.json: accumulation 1
+    torchrun = Path(sys.executable).parent / "torchrun"
+    node = [
+        str(torchrun), "--nnodes", "2", "--nproc_per_node", "1", "--max_restarts", "0",
+        "--rdzv_backend", "c10d", "--rdzv_endpoint", f"localhost:{free_port()}",
+        "--rdzv_id", "imgcls-test",
+        "-m", "imgcls_pipeline_tests.core.training.ddp_worker", "--same-images-every-run", *args,
+    ]  # fmt: skip
+    nodes = [
+        subprocess.Popen(node, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    outputs = [process.communicate(timeout=300) for process in nodes]
+    for process, (_, err) in zip(nodes, outputs, strict=True):
+        assert process.returncode == 0, err[-3000:]
+    assert "2 batches per epoch per rank (2 ranks)" in "".join(out for out, _ in outputs)
+    checkpoints = tmp_path / "nodes" / "checkpoints"
+    assert float((checkpoints / "rank_weight_difference.txt").read_text()) == 0.0
+
+    monkeypatch.setattr(loop, "train_transform", same_images_every_run)
+    data_dir, splits_dir = tiny
+    loop.train(
+        config,
+        data_dir=data_dir,
+        splits_dir=splits_dir,
+        checkpoint_dir=tmp_path / "one",
+        hardware=cpu_hardware(accum_steps=2),
+        log=lambda _: None,
+    )
+    difference = largest_weight_difference(
+        checkpoints / ckpt.LATEST, tmp_path / "one" / ckpt.LATEST
+    )
+    assert difference < WEIGHT_TOLERANCE, difference

@@ -1,3 +1,4 @@
+import contextlib
 import copy
 import dataclasses
 import itertools
@@ -14,6 +15,7 @@ from imgcls_pipeline.core.search.evaluation import evaluate_split
 from imgcls_pipeline.core.search.index import build_index
 from imgcls_pipeline.core.search.inference import embed_frame, load_model
 from imgcls_pipeline.core.training import checkpoint as ckpt
+from imgcls_pipeline.core.training import compiling
 from imgcls_pipeline.core.training.arcface import ArcFace
 from imgcls_pipeline.core.training.loop import (
     ArcFaceNet,
@@ -35,6 +37,7 @@ from imgcls_pipeline.core.training.pooling import GeM
 from imgcls_pipeline.core.training.rng import seed_everything
 from imgcls_pipeline_tests.core.training.tiny_training import (
     cpu_hardware,
+    largest_weight_difference,
     make_tiny_splits,
     tiny_config,
 )
@@ -469,3 +472,75 @@ def test_ema_run_saves_the_averaged_weights_and_resumes_exactly(tiny, tmp_path):
     assert not torch.equal(a["model"]["head.weight"], a["trained_model"]["head.weight"])
     best = ckpt.read_checkpoint(tmp_path / "straight" / ckpt.BEST)
     assert "trained_model" not in best and best["epoch"] == straight.best_epoch
+
+
+@pytest.mark.slow
+def test_a_compiled_run_trains_the_weights_an_eager_run_trains(tiny, tmp_path, monkeypatch):
+    # compile=on on the CPU, through dynamo's "eager" backend (inductor's CPU compile takes
+    # minutes here): the warm-up trials of both phases must leave the run exactly as without.
+    monkeypatch.setattr(compiling, "BACKEND", "eager")
+    torch._dynamo.reset()
+    lines: list[str] = []
+    data_dir, splits_dir = tiny
+    try:
+        train(
+            tiny_config(compile="on"),
+            data_dir=data_dir,
+            splits_dir=splits_dir,
+            checkpoint_dir=tmp_path / "compiled",
+            hardware=cpu_hardware(),
+            log=lines.append,
+        )
+    finally:
+        torch._dynamo.reset()
+    run(tiny, tmp_path / "eager", tiny_config(compile="off"))
+    assert lines.count("Training step: compile=on.") == 2  # warm-up, then fine-tuning
+    difference = largest_weight_difference(
+        tmp_path / "compiled" / ckpt.LATEST, tmp_path / "eager" / ckpt.LATEST
+    )
+    assert difference < 1e-5, difference
+
+
+class _Logits(torch.nn.Module):
+    """net(images, labels) -> logits, as train_epoch calls it; a linear map is enough here."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = torch.nn.Linear(12, 3)
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.fc(images.flatten(1))
+
+
+def test_accumulation_skips_the_all_reduce_and_the_stop_poll_inside_a_group():
+    """Under DDP, no_sync on every micro-batch but a group's last; the stop request is read once
+    per optimizer step, never per micro-batch."""
+    entered, polls, steps = [], [], []
+
+    @contextlib.contextmanager
+    def no_sync():
+        entered.append(len(polls))
+        yield
+
+    def should_stop() -> bool:
+        polls.append(len(steps))
+        return False
+
+    net = _Logits()
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+    batches = [(torch.randn(2, 3, 2, 2), torch.tensor([0, 1]))] * 6
+    stats = train_epoch(
+        net,
+        batches,
+        optimizer,
+        torch.amp.GradScaler("cpu", enabled=False),
+        device=CPU,
+        accum_steps=3,
+        amp_dtype=None,
+        no_sync=no_sync,
+        should_stop=should_stop,
+        after_step=lambda: steps.append(1),
+    )
+    assert not stats.interrupted and stats.images == 12 and len(steps) == 2
+    assert polls == [0, 1]  # before each group's first micro-batch
+    assert entered == [1, 1, 2, 2]  # the first two micro-batches of each group of 3

@@ -5,9 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+from torchvision.transforms import v2
 
+from imgcls_pipeline.core.data.transforms import eval_transform
 from imgcls_pipeline.core.hardware import resolve_hardware
-from imgcls_pipeline.core.settings import PipelineConfig
+from imgcls_pipeline.core.settings import AugmentationConfig, PipelineConfig
+from imgcls_pipeline.core.training import checkpoint as ckpt
 from imgcls_pipeline_tests.imaging import make_photo_folder, uniform_layout
 
 TINY_BACKBONE = "test_efficientnet"
@@ -55,3 +58,36 @@ def tiny_config(**training: object) -> PipelineConfig:
 
 def cpu_hardware(accum_steps: int | None = 1):
     return resolve_hardware(None, cpu_count=1, num_workers=0, accum_steps=accum_steps)
+
+
+# Two ranks with 2 P×K batches of 3 photos each per epoch, or one process with gradient
+# accumulation 2 over 4: a warm-up epoch then a fine-tuning one, 2 optimizer steps each.
+EQUIVALENCE_CONFIG = {"warmup_epochs": 1, "total_epochs": 2, "samples_per_class": 1}
+# DDP averages the ranks' gradients in an all-reduce, accumulation sums them in place: the same
+# sum in another order, carried through 4 AdamW steps.
+WEIGHT_TOLERANCE = 1e-5
+
+
+def same_images_every_run(
+    aug: AugmentationConfig,
+    image_size: int,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    interpolation: str = "bilinear",
+) -> v2.Compose:
+    """In place of ``train_transform``: no random augmentation, so runs that draw random numbers
+    differently (each DDP rank seeds its own) still train on the same images."""
+    return eval_transform(image_size, mean, std, interpolation)
+
+
+def largest_weight_difference(checkpoint_a: Path, checkpoint_b: Path) -> float:
+    """Largest absolute difference between two checkpoints' trained parameters (embedding model
+    and ArcFace centres; BatchNorm running statistics are not parameters and are left out)."""
+    a, b = ckpt.read_checkpoint(checkpoint_a), ckpt.read_checkpoint(checkpoint_b)
+    differences = [0.0]
+    for part in ("model", "arcface"):
+        for name, value in a[part].items():
+            if "running_" in name or "num_batches_tracked" in name:
+                continue
+            differences.append(float((value - b[part][name]).abs().max()))
+    return max(differences)
