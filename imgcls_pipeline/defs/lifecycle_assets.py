@@ -1,0 +1,156 @@
+"""The model lifecycle in Dagster: the trained checkpoint becomes an immutable version
+(``model_version``), and the champion/challenger gate decides which version is served
+(``served_model``), recording its decision as a table on the asset's page and failing a blocking
+check when the challenger was rejected."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dagster as dg
+
+from imgcls_pipeline.core.data.split_files import read_splits
+from imgcls_pipeline.core.lifecycle.gate import GateDecision, run_gate
+from imgcls_pipeline.core.lifecycle.registry import list_versions, register_version
+from imgcls_pipeline.core.training.checkpoint import splits_fingerprint
+from imgcls_pipeline.defs.gpu import GpuResource
+from imgcls_pipeline.defs.metadata import rounded, table
+from imgcls_pipeline.defs.resources import PipelinePaths
+from imgcls_pipeline.defs.retrain_schedule import TRAINED_PHOTOS_KEY
+from imgcls_pipeline.defs.run_config import ServedModelConfig
+from imgcls_pipeline.defs.training_assets import trained_checkpoint
+
+GROUP = "lifecycle"
+GATE_CHECK = "challenger_not_rejected"
+DECISION_KEY = "decision"
+DECISION_COLUMNS = [
+    "challenger",
+    "challenger_recall@1",
+    "champion",
+    "champion_recall@1",
+    "difference",
+    "tolerance",
+    "floor",
+    "promoted",
+    "reason",
+]
+
+
+@dg.asset(
+    group_name=GROUP,
+    deps=[trained_checkpoint],
+    kinds={"pytorch"},
+    description="The trained checkpoint registered as an immutable version under "
+    "models/<version>/ (weights, settings, classes, splits fingerprint, metrics, figures).",
+)
+def model_version(context: dg.AssetExecutionContext, paths: PipelinePaths) -> dg.MaterializeResult:
+    version = register_version(paths.checkpoints, paths.models, paths.splits)
+    context.log.info(f"Registered {version.version} in {version.folder}.")
+    metadata: dict[str, Any] = {
+        "version": version.version,
+        "checkpoint_sha256": version.checkpoint_sha256,
+        "classes": len(version.class_names),
+        "folder": dg.MetadataValue.path(str(version.folder)),
+    }
+    if version.val_recall_at_1 is not None:
+        metadata["training_val_recall@1"] = rounded(float(version.val_recall_at_1))
+    # The schedule weighs new photos against this count: only when these are the splits the
+    # version was trained on (a later re-split would overstate it).
+    if version.splits_fingerprint == splits_fingerprint(paths.splits):
+        tables = read_splits(paths.splits, ["train", "val"])
+        metadata[TRAINED_PHOTOS_KEY] = sum(len(frame) for frame in tables.values())
+    return dg.MaterializeResult(metadata=metadata)
+
+
+@dg.asset(
+    group_name=GROUP,
+    deps=[model_version],
+    kinds={"pytorch", "faiss"},
+    check_specs=[
+        dg.AssetCheckSpec(
+            GATE_CHECK,
+            asset="served_model",
+            blocking=True,
+            description="The newest version was served, or was already the served one: fails "
+            "when the gate kept the champion (the decision table says why).",
+        )
+    ],
+    description="The champion/challenger gate: the newest version and the served one are scored "
+    "on the same queries (the current val split against each model's own train gallery); the "
+    "challenger is served only if its Recall@1 is at least the champion's minus "
+    "promotion_tolerance and at least min_val_recall_at_1. Otherwise nothing served changes.",
+)
+def served_model(
+    context: dg.AssetExecutionContext,
+    config: ServedModelConfig,
+    paths: PipelinePaths,
+    gpu: GpuResource,
+) -> dg.MaterializeResult:
+    versions = list_versions(paths.models)
+    if not versions:
+        from imgcls_pipeline.core.errors import UserError
+
+        raise UserError(
+            f"No model version in {paths.models}: materialize model_version (or run "
+            "`imgcls train`) first."
+        )
+    decision = run_gate(
+        versions[-1],
+        paths.artifacts,
+        paths.models,
+        paths.data,
+        paths.splits,
+        tolerance=config.promotion_tolerance,
+        floor=config.min_val_recall_at_1,
+        flip_tta=config.flip_tta,
+        index_type=config.index_type,
+        batch_size=config.embedding_batch_size,
+        num_workers=gpu.resolve().num_workers,
+        progress=bool(context.run.tags.get("imgcls/command")),
+        log=context.log.info,
+    )
+    context.log.info(decision.reason)
+    return dg.MaterializeResult(
+        metadata=decision_metadata(decision),
+        check_results=[
+            dg.AssetCheckResult(
+                check_name=GATE_CHECK,
+                passed=decision.promote,
+                description=decision.reason,
+                metadata={DECISION_KEY: decision_table(decision)},
+            )
+        ],
+    )
+
+
+def decision_row(decision: GateDecision) -> dict[str, Any]:
+    return {
+        "challenger": decision.challenger,
+        "challenger_recall@1": decision.challenger_recall_at_1,
+        "champion": decision.champion or "none",
+        "champion_recall@1": decision.champion_recall_at_1,
+        "difference": decision.difference,
+        "tolerance": decision.tolerance,
+        "floor": decision.floor,
+        "promoted": decision.promote,
+        "reason": decision.reason,
+    }
+
+
+def decision_table(decision: GateDecision) -> dg.TableMetadataValue:
+    return table([decision_row(decision)], DECISION_COLUMNS)
+
+
+def decision_metadata(decision: GateDecision) -> dict[str, Any]:
+    """The decision as one table row, and its numbers on their own (plotted across runs)."""
+    numbers = {
+        "challenger_recall@1": decision.challenger_recall_at_1,
+        "champion_recall@1": decision.champion_recall_at_1,
+        "difference": decision.difference,
+    }
+    return {
+        DECISION_KEY: decision_table(decision),
+        "served_version": decision.challenger if decision.promote else (decision.champion or "none"),
+        "promoted": decision.promote,
+        **{key: rounded(float(value)) for key, value in numbers.items() if value is not None},
+    }
