@@ -10,7 +10,9 @@ EXPECTED_DEPS = {
     "id_groups": {"image_manifest"},
     "splits": {"id_groups"},
     "trained_checkpoint": {"splits"},
-    "embeddings": {"trained_checkpoint", "splits"},
+    "model_version": {"trained_checkpoint"},
+    "served_model": {"model_version"},
+    "embeddings": {"served_model", "splits"},
     "faiss_index": {"embeddings"},
     "evaluation": {"faiss_index"},
 }
@@ -20,6 +22,8 @@ EXPECTED_GROUPS = {
     "id_groups": "data",
     "splits": "data",
     "trained_checkpoint": "training",
+    "model_version": "lifecycle",
+    "served_model": "lifecycle",
     "embeddings": "search",
     "faiss_index": "search",
     "evaluation": "search",
@@ -29,6 +33,7 @@ EXPECTED_CHECKS = {
     ("splits", "split_shares_near_ratios"),
     ("splits", "every_usable_photo_in_one_split"),
     ("evaluation", "val_recall_at_1_floor"),
+    ("served_model", "challenger_not_rejected"),
 }
 
 
@@ -56,14 +61,15 @@ def test_asset_checks() -> None:
     assert checks == EXPECTED_CHECKS
 
 
-def test_blocking_check_guards_splits() -> None:
-    specs = [
-        spec
-        for checks_def in defs.asset_checks
+def test_blocking_checks_guard_splits_the_gate_and_the_floor() -> None:
+    # A failed blocking check stops the run and makes `imgcls` exit non-zero.
+    blocking = {
+        spec.name
+        for checks_def in [*defs.asset_checks, *defs.assets]
         for spec in checks_def.check_specs
-        if spec.name == "no_id_in_two_splits"
-    ]
-    assert [spec.blocking for spec in specs] == [True]
+        if spec.blocking
+    }
+    assert blocking == {"no_id_in_two_splits", "challenger_not_rejected", "val_recall_at_1_floor"}
 
 
 def test_training_uses_the_gpu_pool_and_resources() -> None:
