@@ -20,7 +20,10 @@ from imgcls_pipeline.core.settings import PipelineConfig
 from imgcls_pipeline.core.settings_errors import did_you_mean
 from imgcls_pipeline.core.settings_sources import ALIASES
 
-_FOLDERS = {name: name for name in ("data_dir", "splits_dir", "checkpoint_dir", "artifacts_dir")}
+_FOLDERS = {
+    name: name
+    for name in ("data_dir", "splits_dir", "checkpoint_dir", "artifacts_dir", "models_dir")
+}
 # Each command's own flags (as the original scripts named them) → the option they set.
 COMMAND_FLAGS: dict[str, dict[str, str]] = {
     "split": {**_FOLDERS, "output_dir": "splits_dir"},
@@ -29,7 +32,16 @@ COMMAND_FLAGS: dict[str, dict[str, str]] = {
     "pipeline": _FOLDERS,
     "demo": {"dir": "dir"},
     "evaluate": {
-        name: name for name in ("checkpoint", "split", "data_dir", "splits_dir", "output")
+        name: name
+        for name in (
+            "checkpoint",
+            "split",
+            "data_dir",
+            "splits_dir",
+            "artifacts_dir",
+            "models_dir",
+            "output",
+        )
     },
     "predict": {
         name: name
@@ -38,6 +50,7 @@ COMMAND_FLAGS: dict[str, dict[str, str]] = {
             "index_dir",
             "checkpoint_dir",
             "artifacts_dir",
+            "models_dir",
             "output",
             "open_set_threshold",
         )

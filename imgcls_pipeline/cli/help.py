@@ -35,6 +35,7 @@ _FOLDER_HELP = {
     "splits_dir": "Folder of the split tables (train.csv, val.csv, test.csv, excluded.csv).",
     "checkpoint_dir": "Folder of best_model.pt, latest_model.pt and metrics.csv.",
     "artifacts_dir": "Folder of the manifest, embeddings, index and evaluation reports.",
+    "models_dir": "Folder of the model versions (v0001, v0002, …) and decisions.csv.",
 }
 # (metavar, description) of each command option; (command, flag) entries override by command.
 OPTION_HELP: dict[str | tuple[str, str], tuple[str, str]] = {

@@ -37,6 +37,10 @@ FOLDERS = {
     "splits_dir": ("splits", "train.csv, val.csv, test.csv and excluded.csv."),
     "checkpoint_dir": ("checkpoints", "best_model.pt, latest_model.pt and metrics.csv."),
     "artifacts_dir": ("artifacts", "Manifest, embeddings, Faiss index and evaluation reports."),
+    "models_dir": (
+        "models",
+        "Model versions (v0001, v0002, …), each immutable, and decisions.csv.",
+    ),
 }
 
 
@@ -78,7 +82,7 @@ def write_dagster_yaml(folder: Path) -> bool:
 def settings_file_text(
     values: Mapping[str, Any], *, header: str, folders: Mapping[str, str] | None = None
 ) -> str:
-    """A settings file: the four folders, then every setting under its group with its
+    """A settings file: the folders, then every setting under its group with its
     description; those in ``values`` are set, the others are shown commented with their default."""
     lines = [header, "", "# --- Folders (a relative path is relative to this file's folder) ---"]
     for name, (default, description) in FOLDERS.items():

@@ -1,4 +1,4 @@
-"""Where one deployment keeps its photos, splits, checkpoints and artifacts.
+"""Where one deployment keeps its photos, splits, checkpoints, artifacts and model versions.
 
 Read by the Dagster resource (``defs/resources.py``) and by the commands that work without Dagster
 (``imgcls evaluate`` / ``predict``), so both find the same folders: a flag first, then an
@@ -18,16 +18,19 @@ FOLDER_ENV_VARS = {
     "splits_dir": ("IMGCLS_SPLITS_DIR", "./splits"),
     "checkpoint_dir": ("IMGCLS_CHECKPOINT_DIR", "./checkpoints"),
     "artifacts_dir": ("IMGCLS_ARTIFACTS_DIR", "./artifacts"),
+    "models_dir": ("IMGCLS_MODELS_DIR", "./models"),
 }
+DEFAULT_MODELS_DIR = FOLDER_ENV_VARS["models_dir"][1]
 
 
 class FolderPaths:
-    """The four folders as paths, for a class holding them as ``*_dir`` strings."""
+    """The folders as paths, for a class holding them as ``*_dir`` strings."""
 
     data_dir: str
     splits_dir: str
     checkpoint_dir: str
     artifacts_dir: str
+    models_dir: str
 
     @property
     def data(self) -> Path:
@@ -45,6 +48,10 @@ class FolderPaths:
     def artifacts(self) -> Path:
         return Path(self.artifacts_dir)
 
+    @property
+    def models(self) -> Path:
+        return Path(self.models_dir)
+
 
 @dataclass(frozen=True)
 class Folders(FolderPaths):
@@ -52,6 +59,8 @@ class Folders(FolderPaths):
     splits_dir: str
     checkpoint_dir: str
     artifacts_dir: str
+    # A default, so that code naming the four older folders keeps working.
+    models_dir: str = DEFAULT_MODELS_DIR
 
     @classmethod
     def from_env(cls, **overrides: str | None) -> Folders:

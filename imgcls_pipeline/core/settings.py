@@ -255,12 +255,44 @@ class EvaluationConfig(
     pass
 
 
+class LifecycleSettings(Settings):
+    # The gate (core/lifecycle/gate.py) and the two automation tracks; min_val_recall_at_1
+    # (evaluation) is the gate's floor.
+    promotion_tolerance: float = Field(
+        0.0,
+        ge=0,
+        description="A new model is served if its val Recall@1 is at least the served model's "
+        "minus this.",
+    )
+    settle_minutes: float = Field(
+        10,
+        ge=0,
+        description="Minutes the photo folder must stay unchanged before new photos are indexed.",
+    )
+    retrain_cron: str = Field(
+        "0 3 * * 1", description="Cron string of the re-training schedule (default: Mondays 03:00)."
+    )
+    retrain_min_new_fraction: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="Share of new photos since the served model was trained that starts a "
+        "scheduled re-training (a new class always does).",
+    )
+    init_from: Literal["none", "served"] = Field(
+        "none",
+        description="Re-training starts from: none (the backbone's own weights) or served (the "
+        "served model's backbone).",
+    )
+
+
 class PipelineConfig(SeedSetting):
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     augmentation: AugmentationConfig = Field(default_factory=AugmentationConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    lifecycle: LifecycleSettings = Field(default_factory=LifecycleSettings)
 
     def to_dict(self) -> dict[str, Any]:
         """Nested plain values, one key per section and ``seed`` (stored in every checkpoint)."""
@@ -297,7 +329,7 @@ class PipelineConfig(SeedSetting):
         return cls.model_validate(nested)
 
 
-SECTIONS = ("data", "model", "training", "augmentation", "evaluation")
+SECTIONS = ("data", "model", "training", "augmentation", "evaluation", "lifecycle")
 TOP_LEVEL = tuple(name for name in PipelineConfig.model_fields if name not in SECTIONS)
 
 

@@ -25,6 +25,7 @@ GROUP_TITLES: dict[str | None, str] = {
     "training": "Training",
     "augmentation": "Augmentation",
     "evaluation": "Evaluation",
+    "lifecycle": "Lifecycle",
 }
 _TYPE_WORDS = {int: "int", float: "float", bool: "true|false", str: "text"}
 

@@ -26,7 +26,7 @@ ALIASES = {"accum_steps": "gradient_accumulation_steps"}
 _NONE_WORDS = ("none", "null", "")
 # Folders are deployment settings, not pipeline settings (core/folders.py), but a settings file
 # may name them too.
-FOLDER_NAMES = ("data_dir", "splits_dir", "checkpoint_dir", "artifacts_dir")
+FOLDER_NAMES = ("data_dir", "splits_dir", "checkpoint_dir", "artifacts_dir", "models_dir")
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import dataclasses
 
 import dagster as dg
 
-from imgcls_pipeline.core.folders import FolderPaths, Folders
+from imgcls_pipeline.core.folders import DEFAULT_MODELS_DIR, FolderPaths, Folders
 
 
 class PipelinePaths(FolderPaths, dg.ConfigurableResource):
@@ -16,6 +16,7 @@ class PipelinePaths(FolderPaths, dg.ConfigurableResource):
     splits_dir: str
     checkpoint_dir: str
     artifacts_dir: str
+    models_dir: str = DEFAULT_MODELS_DIR
 
     @classmethod
     def from_env(cls, **overrides: str | None) -> PipelinePaths:

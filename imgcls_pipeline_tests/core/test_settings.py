@@ -86,6 +86,14 @@ REJECTED = [
     ),
     ("rerank_k", 0, "rerank_k must be at least 1, not 0."),
     ("rerank_alpha", -1.0, "rerank_alpha must be 0 or more, not -1.0."),
+    ("promotion_tolerance", -0.1, "promotion_tolerance must be 0 or more, not -0.1."),
+    ("settle_minutes", -1, "settle_minutes must be 0 or more, not -1."),
+    (
+        "retrain_min_new_fraction",
+        1.5,
+        "retrain_min_new_fraction must be between 0 and 1, not 1.5.",
+    ),
+    ("init_from", "latest", "init_from must be one of none, served, not 'latest'."),
 ]
 
 
@@ -188,6 +196,13 @@ DEFAULTS_AS_STORED = {
         "rerank": "none",
         "rerank_k": 2,
         "rerank_alpha": 3.0,
+    },
+    "lifecycle": {
+        "promotion_tolerance": 0.0,
+        "settle_minutes": 10.0,
+        "retrain_cron": "0 3 * * 1",
+        "retrain_min_new_fraction": 0.1,
+        "init_from": "none",
     },
     "seed": 42,
 }

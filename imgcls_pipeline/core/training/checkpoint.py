@@ -37,7 +37,7 @@ from pydantic import BaseModel
 from imgcls_pipeline.core.atomic import is_orphan_temp_file, write_atomic, write_text_atomic
 from imgcls_pipeline.core.data.split_files import split_path
 from imgcls_pipeline.core.errors import UserError, describe
-from imgcls_pipeline.core.settings import EvaluationConfig, PipelineConfig
+from imgcls_pipeline.core.settings import EvaluationConfig, LifecycleSettings, PipelineConfig
 from imgcls_pipeline.core.tables import read_table
 
 FORMAT = "imgcls_pipeline.checkpoint/1"
@@ -280,6 +280,8 @@ RESUMABLE_CHANGES = frozenset(
             # Validation computes these recalls; metrics.csv has one column for each.
             if name not in ("recall_k_values",)
         ),
+        # When and whether a model is served or re-trained; init_from shaped the weights.
+        *(f"lifecycle.{name}" for name in LifecycleSettings.model_fields if name != "init_from"),
     }
 )
 
