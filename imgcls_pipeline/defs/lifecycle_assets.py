@@ -9,14 +9,13 @@ from typing import Any
 
 import dagster as dg
 
-from imgcls_pipeline.core.data.split_files import read_splits
+from imgcls_pipeline.core.errors import UserError
+from imgcls_pipeline.core.lifecycle.bundles import served_version
 from imgcls_pipeline.core.lifecycle.gate import GateDecision, run_gate
 from imgcls_pipeline.core.lifecycle.registry import list_versions, register_version
-from imgcls_pipeline.core.training.checkpoint import splits_fingerprint
 from imgcls_pipeline.defs.gpu import GpuResource
 from imgcls_pipeline.defs.metadata import rounded, table
 from imgcls_pipeline.defs.resources import PipelinePaths
-from imgcls_pipeline.defs.retrain_schedule import TRAINED_PHOTOS_KEY
 from imgcls_pipeline.defs.run_config import ServedModelConfig
 from imgcls_pipeline.defs.training_assets import trained_checkpoint
 
@@ -54,11 +53,7 @@ def model_version(context: dg.AssetExecutionContext, paths: PipelinePaths) -> dg
     }
     if version.val_recall_at_1 is not None:
         metadata["training_val_recall@1"] = rounded(float(version.val_recall_at_1))
-    # The schedule weighs new photos against this count: only when these are the splits the
-    # version was trained on (a later re-split would overstate it).
-    if version.splits_fingerprint == splits_fingerprint(paths.splits):
-        tables = read_splits(paths.splits, ["train", "val"])
-        metadata[TRAINED_PHOTOS_KEY] = sum(len(frame) for frame in tables.values())
+    metadata.update({f"{split}_photos": rows for split, rows in version.split_rows.items()})
     return dg.MaterializeResult(metadata=metadata)
 
 
@@ -88,14 +83,23 @@ def served_model(
 ) -> dg.MaterializeResult:
     versions = list_versions(paths.models)
     if not versions:
-        from imgcls_pipeline.core.errors import UserError
-
         raise UserError(
             f"No model version in {paths.models}: materialize model_version (or run "
             "`imgcls train`) first."
         )
+    challenger = versions[-1]
+    served = served_version(paths.artifacts, paths.models)
+    if served is not None and served.version == challenger.version:
+        reason = f"{challenger.version}, the newest version, is already the served model."
+        context.log.info(reason)
+        return dg.MaterializeResult(
+            metadata={"served_version": challenger.version, "promoted": False},
+            check_results=[
+                dg.AssetCheckResult(check_name=GATE_CHECK, passed=True, description=reason)
+            ],
+        )
     decision = run_gate(
-        versions[-1],
+        challenger,
         paths.artifacts,
         paths.models,
         paths.data,

@@ -7,14 +7,12 @@ import dagster as dg
 from imgcls_pipeline.core.data.split_files import read_splits
 from imgcls_pipeline.core.errors import UserError
 from imgcls_pipeline.core.lifecycle.bundles import served_version
+from imgcls_pipeline.core.lifecycle.registry import ModelVersion
 from imgcls_pipeline.core.lifecycle.retrain_policy import TrainedOn, decide_retrain
 from imgcls_pipeline.core.training.checkpoint import splits_fingerprint
 from imgcls_pipeline.defs.jobs import COMMAND_ASSETS
 from imgcls_pipeline.defs.resources import PipelinePaths
 from imgcls_pipeline.defs.run_config import ASSET_CONFIGS, lifecycle_settings
-
-# Metadata key of model_version: the train + val photos the version was trained on.
-TRAINED_PHOTOS_KEY = "trained_photos"
 
 retrain_job = dg.define_asset_job(
     "scheduled_retraining",
@@ -41,18 +39,10 @@ def retrain_run_config(instance: dg.DagsterInstance) -> dict:
     return {"ops": ops}
 
 
-def trained_photos(instance: dg.DagsterInstance, version: str) -> int | None:
-    """How many train + val photos ``version`` was trained on, as ``model_version`` recorded."""
-    records = instance.fetch_materializations(dg.AssetKey("model_version"), limit=1000).records
-    for record in records:
-        materialization = record.asset_materialization
-        if materialization is None:
-            continue
-        metadata = materialization.metadata
-        if getattr(metadata.get("version"), "value", None) == version:
-            count = metadata.get(TRAINED_PHOTOS_KEY)
-            return int(count.value) if count is not None else None
-    return None
+def trained_photos(version: ModelVersion) -> int | None:
+    """The train + val photos ``version`` was trained on, as registered (None if unrecorded)."""
+    rows = version.split_rows
+    return rows["train"] + rows["val"] if "train" in rows and "val" in rows else None
 
 
 @dg.schedule(
@@ -82,7 +72,7 @@ def retrain_schedule(
                 version=served.version,
                 class_names=served.class_names,
                 splits_fingerprint=served.splits_fingerprint,
-                photos=trained_photos(context.instance, served.version),
+                photos=trained_photos(served),
             ),
             class_names={name for table in tables for name in table["class_name"]},
             photos=sum(len(table) for table in tables),
