@@ -24,6 +24,7 @@ def isolated_working_folder(
         "IMGCLS_SPLITS_DIR",
         "IMGCLS_CHECKPOINT_DIR",
         "IMGCLS_ARTIFACTS_DIR",
+        "IMGCLS_MODELS_DIR",
     ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
