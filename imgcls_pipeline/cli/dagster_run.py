@@ -109,8 +109,8 @@ class BlockingCheckFailed(UserError):
 def failed_blocking_checks(result: dg.ExecuteInProcessResult) -> list[str]:
     """One sentence per blocking check that failed in the run: its own description."""
     return [
-        evaluation.description or f"{evaluation.asset_key.to_user_string()}: "
-        f"check {evaluation.check_name} failed."
+        evaluation.description
+        or f"{evaluation.asset_key.to_user_string()}: check {evaluation.check_name} failed."
         for evaluation in result.get_asset_check_evaluations()
         if not evaluation.passed
         and evaluation.blocking

@@ -7,14 +7,21 @@ import time
 import dagster as dg
 
 from imgcls_pipeline.core.data.manifest import folder_fingerprint
-from imgcls_pipeline.core.lifecycle.bundles import served_bundle
+from imgcls_pipeline.core.lifecycle.bundle_files import served_bundle
 from imgcls_pipeline.core.lifecycle.settle import Sighting, quiet_seconds_left, watch
 from imgcls_pipeline.defs.data_assets import FINGERPRINT_KEY
 from imgcls_pipeline.defs.resources import PipelinePaths
 from imgcls_pipeline.defs.run_config import lifecycle_settings
 
 # Scan, split, then bring the served bundle up to date: no training, no gate.
-NEW_PHOTOS_ASSETS = ["image_manifest", "id_groups", "splits", "embeddings", "faiss_index", "evaluation"]
+NEW_PHOTOS_ASSETS = [
+    "image_manifest",
+    "id_groups",
+    "splits",
+    "embeddings",
+    "faiss_index",
+    "evaluation",
+]
 
 index_new_photos_job = dg.define_asset_job(
     "index_new_photos",

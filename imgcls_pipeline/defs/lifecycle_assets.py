@@ -10,7 +10,7 @@ from typing import Any
 import dagster as dg
 
 from imgcls_pipeline.core.errors import UserError
-from imgcls_pipeline.core.lifecycle.bundles import served_version
+from imgcls_pipeline.core.lifecycle.bundle_files import served_version
 from imgcls_pipeline.core.lifecycle.gate import GateDecision, run_gate
 from imgcls_pipeline.core.lifecycle.registry import list_versions, register_version
 from imgcls_pipeline.defs.gpu import GpuResource
@@ -154,7 +154,9 @@ def decision_metadata(decision: GateDecision) -> dict[str, Any]:
     }
     return {
         DECISION_KEY: decision_table(decision),
-        "served_version": decision.challenger if decision.promote else (decision.champion or "none"),
+        "served_version": decision.challenger
+        if decision.promote
+        else (decision.champion or "none"),
         "promoted": decision.promote,
         **{key: rounded(float(value)) for key, value in numbers.items() if value is not None},
     }

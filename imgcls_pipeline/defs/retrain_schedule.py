@@ -6,7 +6,7 @@ import dagster as dg
 
 from imgcls_pipeline.core.data.split_files import read_splits
 from imgcls_pipeline.core.errors import UserError
-from imgcls_pipeline.core.lifecycle.bundles import served_version
+from imgcls_pipeline.core.lifecycle.bundle_files import served_version
 from imgcls_pipeline.core.lifecycle.registry import ModelVersion
 from imgcls_pipeline.core.lifecycle.retrain_policy import TrainedOn, decide_retrain
 from imgcls_pipeline.core.training.checkpoint import splits_fingerprint

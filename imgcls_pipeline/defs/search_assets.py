@@ -6,7 +6,6 @@ location (UI, sensors, `imgcls split`) then costs about a second instead of five
 
 import functools
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -15,12 +14,18 @@ from imgcls_pipeline.core.data.preflight import preflight
 from imgcls_pipeline.core.data.split_files import read_split, read_splits
 from imgcls_pipeline.core.data.splitting import SPLITS
 from imgcls_pipeline.core.errors import UserError
-from imgcls_pipeline.core.lifecycle.bundles import Bundle, build_bundle, serve, served_bundle
+from imgcls_pipeline.core.lifecycle.bundle_files import Bundle, served_bundle
+from imgcls_pipeline.core.lifecycle.bundle_files import (
+    splits_fingerprint as bundle_splits_fingerprint,
+)
+from imgcls_pipeline.core.lifecycle.bundles import build_bundle
 from imgcls_pipeline.core.lifecycle.registry import ModelVersion, read_version
+from imgcls_pipeline.core.lifecycle.serving import serve
 from imgcls_pipeline.core.locks import FolderLock
 from imgcls_pipeline.core.search import embeddings_store, evaluation_store
 from imgcls_pipeline.defs.data_assets import splits
 from imgcls_pipeline.defs.gpu import GpuResource
+from imgcls_pipeline.defs.lifecycle_assets import served_model
 from imgcls_pipeline.defs.resources import PipelinePaths
 from imgcls_pipeline.defs.result_metadata import evaluation_metadata, floor_check_metadata
 from imgcls_pipeline.defs.run_config import (
@@ -28,7 +33,6 @@ from imgcls_pipeline.defs.run_config import (
     EvaluationRunConfig,
     FaissIndexConfig,
 )
-from imgcls_pipeline.defs.lifecycle_assets import served_model
 
 GROUP = "search"
 

@@ -8,10 +8,10 @@ import os
 from pathlib import Path
 
 import pytest
+from imgcls_pipeline.core.lifecycle.bundle_files import served_bundle
 
 from imgcls_pipeline.cli import main
 from imgcls_pipeline.core.data.example_data import make_example_dataset
-from imgcls_pipeline.core.lifecycle.bundles import served_bundle
 
 pytestmark = pytest.mark.slow
 
@@ -35,7 +35,8 @@ WORSE = ["--total_epochs=1", "--learning_rate=1e-9"]
 
 def folders(root: Path) -> list[str]:
     return [
-        f"--{name}_dir={root / name}" for name in ("data", "splits", "checkpoint", "artifacts", "models")
+        f"--{name}_dir={root / name}"
+        for name in ("data", "splits", "checkpoint", "artifacts", "models")
     ]
 
 

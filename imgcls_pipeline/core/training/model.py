@@ -21,7 +21,6 @@ from imgcls_pipeline.core.training import hub
 from imgcls_pipeline.core.training.checkpoint import read_checkpoint
 from imgcls_pipeline.core.training.pooling import GeM
 
-
 # EmbeddingModel's own state dict names its backbone's weights "backbone.…".
 OWN_BACKBONE_PREFIX = "backbone."
 
