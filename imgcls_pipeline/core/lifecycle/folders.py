@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import shutil
 import socket
 import tempfile
@@ -19,6 +20,11 @@ from imgcls_pipeline.core.atomic import is_orphan_temp_file
 # The name's owner part is spelled as core.atomic spells it for temporary files
 # (.<name>.<host>-<pid>.<random>.tmp), so that is_orphan_temp_file reads it.
 _HOST = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname())
+
+
+def temp_name(name: str) -> str:
+    """A hidden name for a temporary ``name`` of this process (a symlink made before a rename)."""
+    return f".{name}.{_HOST}-{os.getpid()}.{secrets.token_hex(4)}.tmp"
 
 
 def temp_folder(parent: Path, name: str) -> Path:
