@@ -3,8 +3,6 @@
 (``served_model``), recording its decision as a table on the asset's page and failing a blocking
 check when the challenger was rejected."""
 
-from __future__ import annotations
-
 from typing import Any
 
 import dagster as dg
@@ -13,6 +11,8 @@ from imgcls_pipeline.core.errors import UserError
 from imgcls_pipeline.core.lifecycle.bundle_files import served_version
 from imgcls_pipeline.core.lifecycle.gate import GateDecision, run_gate
 from imgcls_pipeline.core.lifecycle.registry import list_versions, register_version
+from imgcls_pipeline.core.locks import FolderLock
+from imgcls_pipeline.core.settings import EvaluationConfig, LifecycleSettings
 from imgcls_pipeline.defs.gpu import GpuResource
 from imgcls_pipeline.defs.metadata import rounded, table
 from imgcls_pipeline.defs.resources import PipelinePaths
@@ -20,6 +20,7 @@ from imgcls_pipeline.defs.run_config import ServedModelConfig
 from imgcls_pipeline.defs.training_assets import trained_checkpoint
 
 GROUP = "lifecycle"
+ARTIFACTS_LOCK = "artifacts folder"
 GATE_CHECK = "challenger_not_rejected"
 DECISION_KEY = "decision"
 DECISION_COLUMNS = [
@@ -98,22 +99,26 @@ def served_model(
                 dg.AssetCheckResult(check_name=GATE_CHECK, passed=True, description=reason)
             ],
         )
-    decision = run_gate(
-        challenger,
-        paths.artifacts,
-        paths.models,
-        paths.data,
-        paths.splits,
-        tolerance=config.promotion_tolerance,
-        floor=config.min_val_recall_at_1,
+    evaluation = EvaluationConfig(
         flip_tta=config.flip_tta,
         index_type=config.index_type,
-        batch_size=config.embedding_batch_size,
-        num_workers=gpu.resolve().num_workers,
-        progress=bool(context.run.tags.get("imgcls/command")),
-        log=context.log.info,
+        embedding_batch_size=config.embedding_batch_size,
+        min_val_recall_at_1=config.min_val_recall_at_1,
     )
-    context.log.info(decision.reason)
+    # The gate builds bundles and may switch the served one: the artifacts folder's writer.
+    with FolderLock(paths.artifacts, ARTIFACTS_LOCK):
+        decision = run_gate(
+            challenger,
+            paths.artifacts,
+            paths.models,
+            paths.data,
+            paths.splits,
+            evaluation=evaluation,
+            lifecycle=LifecycleSettings(promotion_tolerance=config.promotion_tolerance),
+            num_workers=gpu.resolve().num_workers,
+            progress=bool(context.run.tags.get("imgcls/command")),  # a terminal is watching
+            log=context.log.info,
+        )
     return dg.MaterializeResult(
         metadata=decision_metadata(decision),
         check_results=[

@@ -14,18 +14,20 @@ from imgcls_pipeline.core.data.preflight import preflight
 from imgcls_pipeline.core.data.split_files import read_split, read_splits
 from imgcls_pipeline.core.data.splitting import SPLITS
 from imgcls_pipeline.core.errors import UserError
-from imgcls_pipeline.core.lifecycle.bundle_files import Bundle, served_bundle
-from imgcls_pipeline.core.lifecycle.bundle_files import (
-    splits_fingerprint as bundle_splits_fingerprint,
+from imgcls_pipeline.core.lifecycle.bundles import (
+    Bundle,
+    build_bundle,
+    serve,
+    served_bundle,
+    splits_fingerprint,
 )
-from imgcls_pipeline.core.lifecycle.bundles import build_bundle
 from imgcls_pipeline.core.lifecycle.registry import ModelVersion, read_version
-from imgcls_pipeline.core.lifecycle.serving import serve
 from imgcls_pipeline.core.locks import FolderLock
 from imgcls_pipeline.core.search import embeddings_store, evaluation_store
+from imgcls_pipeline.core.settings import EvaluationConfig
 from imgcls_pipeline.defs.data_assets import splits
 from imgcls_pipeline.defs.gpu import GpuResource
-from imgcls_pipeline.defs.lifecycle_assets import served_model
+from imgcls_pipeline.defs.lifecycle_assets import ARTIFACTS_LOCK, served_model
 from imgcls_pipeline.defs.resources import PipelinePaths
 from imgcls_pipeline.defs.result_metadata import evaluation_metadata, floor_check_metadata
 from imgcls_pipeline.defs.run_config import (
@@ -43,7 +45,7 @@ def _writes_artifacts(asset_fn: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(asset_fn)
     def locked(*args: Any, **kwargs: Any) -> Any:
-        with FolderLock(kwargs["paths"].artifacts, "artifacts folder"):
+        with FolderLock(kwargs["paths"].artifacts, ARTIFACTS_LOCK):
             return asset_fn(*args, **kwargs)
 
     return locked
@@ -85,6 +87,10 @@ def _rebuild_and_serve(
         reuse=served,
         progress=bool(context.run.tags.get("imgcls/command")),  # a terminal is watching
         log=context.log.info,
+        # Its own evaluation with the defaults; the evaluation asset reports with its settings.
+        evaluation=EvaluationConfig(
+            flip_tta=flip_tta, index_type=index_type, embedding_batch_size=batch_size
+        ),
     )
     serve(paths.artifacts, bundle)
     context.log.info(f"Serving bundle {bundle.bundle_id} of {version.version}.")
@@ -116,7 +122,7 @@ def embeddings(
     gpu: GpuResource,
 ) -> dg.MaterializeResult:
     version, bundle = _served(paths)
-    fingerprint = bundle_splits_fingerprint(paths.splits)
+    fingerprint = splits_fingerprint(paths.splits)
     if bundle.splits_fingerprint == fingerprint and bundle.flip_tta == config.flip_tta:
         context.log.info(f"The served bundle of {version.version} is up to date.")
         return dg.MaterializeResult(metadata={"recomputed": False, **_bundle_metadata(bundle)})

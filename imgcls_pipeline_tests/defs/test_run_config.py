@@ -28,6 +28,13 @@ def test_each_asset_gets_exactly_the_settings_it_uses() -> None:
         "id_groups": {"min_image_size", "class_names"},
         "splits": {"train_ratio", "val_ratio", "test_ratio", "seed"},
         "trained_checkpoint": training | {"image_size", "seed", "recall_k_values"},
+        "served_model": {
+            "promotion_tolerance",
+            "min_val_recall_at_1",
+            "flip_tta",
+            "index_type",
+            "embedding_batch_size",
+        },
         "embeddings": {"embedding_batch_size", "flip_tta"},
         "faiss_index": {"index_type"},
         "evaluation": {
