@@ -11,10 +11,9 @@ from imgcls_pipeline.defs.lifecycle_assets import DECISION_KEY, served_model
 def decision_fields(result: dg.ExecuteInProcessResult) -> dict[str, object] | None:
     """The decision table's row that the run's gate step recorded; None when no gate ran."""
     for event in result.get_asset_materialization_events():
-        materialization = event.asset_materialization
-        if materialization is None or materialization.asset_key != served_model.key:
+        if event.asset_key != served_model.key:
             continue
-        decision = materialization.metadata.get(DECISION_KEY)
+        decision = event.event_specific_data.materialization.metadata.get(DECISION_KEY)
         records = getattr(decision, "records", None)
         if records:
             return dict(records[0].data)

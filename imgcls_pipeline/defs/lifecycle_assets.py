@@ -10,7 +10,12 @@ import dagster as dg
 from imgcls_pipeline.core.errors import UserError
 from imgcls_pipeline.core.lifecycle.bundle_files import served_version
 from imgcls_pipeline.core.lifecycle.gate import GateDecision, run_gate
-from imgcls_pipeline.core.lifecycle.registry import list_versions, register_version
+from imgcls_pipeline.core.lifecycle.registry import (
+    ModelVersion,
+    list_versions,
+    read_version,
+    register_version,
+)
 from imgcls_pipeline.core.locks import FolderLock
 from imgcls_pipeline.core.settings import EvaluationConfig, LifecycleSettings
 from imgcls_pipeline.defs.gpu import GpuResource
@@ -67,12 +72,12 @@ def model_version(context: dg.AssetExecutionContext, paths: PipelinePaths) -> dg
             GATE_CHECK,
             asset="served_model",
             blocking=True,
-            description="The newest version was served, or was already the served one: fails "
-            "when the gate kept the champion (the decision table says why).",
+            description="The version model_version registered is served (or already was): "
+            "fails when the gate kept the champion (the decision table says why).",
         )
     ],
-    description="The champion/challenger gate: the newest version and the served one are scored "
-    "on the same queries (the current val split against each model's own train gallery); the "
+    description="The champion/challenger gate: the registered version and the served one are "
+    "scored on the same queries (the current val split against each model's own train gallery); the "
     "challenger is served only if its Recall@1 is at least the champion's minus "
     "promotion_tolerance and at least min_val_recall_at_1. Otherwise nothing served changes.",
 )
@@ -82,16 +87,10 @@ def served_model(
     paths: PipelinePaths,
     gpu: GpuResource,
 ) -> dg.MaterializeResult:
-    versions = list_versions(paths.models)
-    if not versions:
-        raise UserError(
-            f"No model version in {paths.models}: materialize model_version (or run "
-            "`imgcls train`) first."
-        )
-    challenger = versions[-1]
+    challenger = _challenger(context.instance, paths)
     served = served_version(paths.artifacts, paths.models)
     if served is not None and served.version == challenger.version:
-        reason = f"{challenger.version}, the newest version, is already the served model."
+        reason = f"{challenger.version} is already the served model."
         context.log.info(reason)
         return dg.MaterializeResult(
             metadata={"served_version": challenger.version, "promoted": False},
@@ -130,6 +129,22 @@ def served_model(
             )
         ],
     )
+
+
+def _challenger(instance: dg.DagsterInstance, paths: PipelinePaths) -> ModelVersion:
+    """The version model_version registered last (a training that reproduced an older model
+    registers that one again), else the newest in the models folder."""
+    event = instance.get_latest_materialization_event(model_version.key)
+    registered = event.asset_materialization.metadata.get("version") if event else None
+    if registered is not None and (paths.models / str(registered.value)).is_dir():
+        return read_version(paths.models, str(registered.value))
+    versions = list_versions(paths.models)
+    if not versions:
+        raise UserError(
+            f"No model version in {paths.models}: materialize model_version (or run "
+            "`imgcls train`) first."
+        )
+    return versions[-1]
 
 
 def decision_row(decision: GateDecision) -> dict[str, Any]:

@@ -16,10 +16,10 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 import pytest
-from imgcls_pipeline.core.lifecycle.bundle_files import served_bundle
 
 from imgcls_pipeline.cli import main
 from imgcls_pipeline.core.data.example_data import make_example_dataset
+from imgcls_pipeline.core.lifecycle.bundle_files import served_bundle
 from imgcls_pipeline.core.lifecycle.registry import list_versions
 from imgcls_pipeline.core.settings import LifecycleSettings
 from imgcls_pipeline.definitions import defs
