@@ -5,12 +5,14 @@ run, and the schedule asks for a re-training only once the data changed."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -25,32 +27,27 @@ from imgcls_pipeline.core.settings import LifecycleSettings
 from imgcls_pipeline.definitions import defs
 from imgcls_pipeline.defs import automation, retrain_schedule
 from imgcls_pipeline.defs.resources import PipelinePaths
-from imgcls_pipeline_tests.defs.test_lifecycle_gate import GOOD, TINY, folders
+from imgcls_pipeline_tests.defs.test_lifecycle_gate import GOOD, TINY, dagster_home, folders
 from imgcls_pipeline_tests.servers import restore_signals
 
 pytestmark = pytest.mark.slow
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFINITIONS = "imgcls_pipeline.definitions"
 LATE_CLASSES = ("triangle", "star")  # held back, then copied in as new photos
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Path:
+def project(tmp_path_factory) -> Iterator[Path]:
     """A project folder (DAGSTER_HOME) whose served model never saw the late classes."""
     root = tmp_path_factory.mktemp("automation")
-    shutil.copy(PROJECT_ROOT / "dagster.yaml", root / "dagster.yaml")
     make_example_dataset(root / "all", ids_per_class=4, photos_per_id=2, size=64)
     for shape in (root / "all").iterdir():
         if shape.name not in LATE_CLASSES:
             shutil.copytree(shape, root / "data" / shape.name)
-    saved = os.environ.get("DAGSTER_HOME")
-    os.environ["DAGSTER_HOME"] = str(root)
-    try:
-        assert main(["pipeline", *folders(root), *TINY, *GOOD]) == 0
-    finally:
-        os.environ.pop("DAGSTER_HOME") if saved is None else os.environ.update(DAGSTER_HOME=saved)
-    return root
+    with dagster_home(root):
+        argv = ["pipeline", *folders(root), *TINY, *GOOD, "--min_image_size=32"]
+        assert main(argv) == 0
+    yield root
 
 
 def _paths(root: Path) -> PipelinePaths:
@@ -95,6 +92,9 @@ def test_new_class_becomes_answerable_without_training_and_the_schedule_notices(
             run_config=run_config, instance=instance, tags=request.tags
         )
         assert result.success
+        messages = [entry.user_message for entry in instance.all_logs(result.run_id)]
+        reused = [m for m in messages if m.startswith("train: ") and "rows reused" in m]
+        assert reused and not reused[0].startswith("train: 0 rows reused")  # only new embedded
         trained = instance.get_latest_materialization_event(dg.AssetKey("trained_checkpoint"))
         assert trained is not None and trained.run_id != result.run_id  # no training run
 
@@ -113,7 +113,8 @@ def test_new_class_becomes_answerable_without_training_and_the_schedule_notices(
     photo = project / "data" / gallery.loc[gallery.class_name == "triangle", "image_path"].iloc[0]
     output = project / "predictions.csv"
     argv = ["predict", f"--artifacts_dir={project / 'artifacts'}"]
-    argv += [f"--models_dir={project / 'models'}", "--output", str(output), str(photo)]
+    argv += [f"--checkpoint={project / 'models' / 'v0001' / 'model.pt'}"]
+    argv += ["--output", str(output), str(photo)]
     assert main(argv) == 0
     assert pd.read_csv(output)["predicted_class"].tolist() == ["triangle"]  # itself is nearest
 
@@ -136,18 +137,38 @@ def test_dagster_daemon_indexes_new_photos_on_its_own(project: Path) -> None:
         preexec_fn=restore_signals,
     )
     try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline and "star" not in _gallery_classes(project):
-            assert daemon.poll() is None, log.read_text()[-3000:]
-            time.sleep(2)
-        assert "star" in _gallery_classes(project), log.read_text()[-3000:]
+        run = wait_for_sensor_run(project, daemon, log)
     finally:
         daemon.terminate()
         try:
             daemon.wait(timeout=20)
         except subprocess.TimeoutExpired:
-            os.killpg(daemon.pid, signal.SIGKILL)
+            daemon.kill()
             daemon.wait(timeout=10)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(daemon.pid, signal.SIGKILL)  # its code server, in the session it started
+    assert run.job_name == "index_new_photos" and run.status == dg.DagsterRunStatus.SUCCESS
+    assert "star" in _gallery_classes(project)
+    assert [v.version for v in list_versions(project / "models")] == ["v0001"]
+
+
+def wait_for_sensor_run(project: Path, daemon: subprocess.Popen, log: Path) -> dg.DagsterRun:
+    """The first run the daemon's new_photos_sensor started, once it has finished."""
+    deadline = time.monotonic() + 120
     with dg.DagsterInstance.from_config(str(project)) as instance:
-        runs = instance.get_runs(dg.RunsFilter(tags={"dagster/sensor_name": "new_photos_sensor"}))
-        assert [run.job_name for run in runs] == ["index_new_photos"]
+        while time.monotonic() < deadline:
+            assert daemon.poll() is None, log.read_text()[-3000:]
+            runs = instance.get_runs(
+                dg.RunsFilter(
+                    tags={"dagster/sensor_name": "new_photos_sensor"},
+                    statuses=[
+                        dg.DagsterRunStatus.SUCCESS,
+                        dg.DagsterRunStatus.FAILURE,
+                        dg.DagsterRunStatus.CANCELED,
+                    ],
+                )
+            )
+            if runs:
+                return runs[0]
+            time.sleep(2)
+    raise AssertionError(f"no finished sensor run within 120 s: {log.read_text()[-3000:]}")
