@@ -23,6 +23,9 @@ import traceback
 import warnings
 
 import imgcls_pipeline.cli as cli
+import imgcls_pipeline.cli.predict
+import imgcls_pipeline.cli.promote
+import imgcls_pipeline.core.lifecycle.gate
 import imgcls_pipeline.core.search.evaluation
 import imgcls_pipeline.core.search.index
 import imgcls_pipeline.core.search.inference

@@ -4,6 +4,7 @@ as the assets do, and refuse a split they cannot evaluate."""
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -89,7 +90,9 @@ def test_predict_embeds_queries_as_the_gallery_was_embedded(
     )
     (tmp_path / "photo.jpg").write_bytes(b"")
     seen = {}
-    monkeypatch.setattr(inference, "load_model", lambda checkpoint: None)
+    # A model of the index's embedding size (predict checks it before searching).
+    model = SimpleNamespace(model=SimpleNamespace(embedding_dim=8))
+    monkeypatch.setattr(inference, "load_model", lambda checkpoint: model)
     monkeypatch.setattr(inference, "classify", lambda *args, **kwargs: seen.update(kwargs) or [])
     # The settings file says the opposite of the index: the index wins, or similarities would
     # be skewed; the flag itself is refused.

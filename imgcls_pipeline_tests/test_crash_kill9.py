@@ -247,3 +247,76 @@ def test_index_killed_anywhere_keeps_every_file_old_or_new(
     index(tmp_path / "crash", flip_tta=True)
     assert snapshot(tmp_path / "crash") == new
     assert no_temp_files(artifacts)
+
+
+def promote_project(root: Path, tiny, checkpoints: Path) -> tuple[Path, Path]:
+    """root/models with v0001 (the run) and v0002 (the same weights saved again: other bytes,
+    other bundle, the same answers), so that predict answers alike whichever is served."""
+    from imgcls_pipeline.core.lifecycle.registry import register_version
+
+    _, splits = tiny
+    models = root / "models"
+    register_version(checkpoints, models, splits)
+    resaved = root / "resaved"
+    resaved.mkdir()
+    checkpoint = ckpt.read_checkpoint(checkpoints / ckpt.BEST)
+    checkpoint["epoch"] = checkpoint["epoch"] + 100
+    ckpt.save_checkpoint(resaved / ckpt.BEST, checkpoint)
+    register_version(resaved, models, splits)
+    return models, root / "artifacts"
+
+
+def test_promote_killed_anywhere_serves_a_complete_bundle_that_predicts_right(
+    driver, tiny, straight_training, tmp_path
+):
+    from imgcls_pipeline.core.lifecycle.bundles import served_bundle
+    from imgcls_pipeline.core.search.index import load_index
+
+    data, splits = tiny
+    checkpoints, _ = straight_training
+    pristine = tmp_path / "pristine"
+    promote_project(pristine, tiny, checkpoints)
+    photos = {data / f"class_{c}" / f"c{c}id002_1.jpg": f"class_{c}" for c in range(3)}  # val
+
+    def folders(root: Path) -> list:
+        return ["--artifacts_dir", root / "artifacts", "--models_dir", root / "models"]
+
+    def promote(root: Path, version: str, kill_after: float | None = None) -> dict:
+        argv = ["promote", version, "--data_dir", data, "--splits_dir", splits, *folders(root)]
+        return driver.run("imgcls", argv, kill_after)
+
+    def predict_answers(root: Path) -> dict[str, str]:
+        start = driver.log.stat().st_size
+        driver.run("imgcls", ["predict", *folders(root), *photos])  # exit 0 asserted there
+        out = driver.log.read_bytes()[start:].decode()
+        assert "Traceback" not in out and "error" not in out, out
+        return {
+            line.split(": ")[0]: line.split(": ")[1].split()[0]
+            for line in out.splitlines()
+            if not line.startswith(" ") and ": " in line
+        }
+
+    expected = {str(path): name for path, name in photos.items()}
+    promote(pristine, "v0001")
+    assert predict_answers(pristine) == expected
+    shutil.copytree(pristine, tmp_path / "straight", symlinks=True)
+    seconds = promote(tmp_path / "straight", "v0002")["seconds"]
+    assert served_bundle(tmp_path / "straight" / "artifacts").model_version == "v0002"
+    crash = tmp_path / "crash"
+
+    def killed_promote(moment: float) -> dict:
+        shutil.rmtree(crash, ignore_errors=True)
+        shutil.copytree(pristine, crash, symlinks=True)
+        return promote(crash, "v0002", kill_after=moment)
+
+    def check(_: bool) -> None:
+        bundle = served_bundle(crash / "artifacts")
+        assert bundle is not None and bundle.model_version in ("v0001", "v0002")
+        index, gallery = load_index(bundle.part("index"))
+        assert index.ntotal == len(gallery) > 0 and index.d == bundle.dimension
+        assert predict_answers(crash) == expected
+
+    kill_repeatedly(killed_promote, seconds, SEED + 3, check)
+    promote(crash, "v0002")  # the next run needs no clean-up by hand, and leaves none
+    assert served_bundle(crash / "artifacts").model_version == "v0002"
+    assert no_temp_files(crash / "artifacts") and no_temp_files(crash / "models")

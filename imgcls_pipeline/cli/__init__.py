@@ -28,6 +28,8 @@ COMMAND_MODULES = {
     "init": "init",
     "evaluate": "evaluate",
     "predict": "predict",
+    "models": "models",
+    "promote": "promote",
 }
 _HELP_FLAGS = ("-h", "--help")
 

@@ -43,6 +43,8 @@ COMMAND_FLAGS: dict[str, dict[str, str]] = {
             "output",
         )
     },
+    "models": {name: name for name in ("models_dir", "artifacts_dir")},
+    "promote": {name: name for name in ("data_dir", "splits_dir", "artifacts_dir", "models_dir")},
     "predict": {
         name: name
         for name in (
@@ -96,6 +98,9 @@ COMMAND_SETTINGS: dict[str, frozenset[str]] = {
     "pipeline": _SPLIT | _TRAIN | _GATE | _INDEX,
     "demo": _SPLIT | _TRAIN | _GATE | _INDEX,
     "evaluate": _SEARCH | _fields(s.RecallSetting, s.FlipTtaSetting),
+    "models": frozenset(),
+    # What building and evaluating the version's bundle reads, as `imgcls index`.
+    "promote": _INDEX,
     # The index decides flip_tta for predict's queries (they must be embedded as the gallery was).
     "predict": _SEARCH,
 }

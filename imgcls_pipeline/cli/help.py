@@ -20,10 +20,16 @@ COMMAND_SUMMARIES: dict[str, str] = {
     "train": "Train the embedding model on the split tables; resumes from latest_model.pt.",
     "index": "Embed the train split, build the Faiss index and evaluate val (eval_splits).",
     "pipeline": "split, train and index in one run.",
-    "evaluate": "Score any checkpoint on val or test against the train split, without Dagster.",
-    "predict": "Classify photos or folders with the saved index, without Dagster.",
+    "evaluate": "Score the served model (or any checkpoint) on val or test, without Dagster.",
+    "predict": "Classify photos or folders with the served model and index, without Dagster.",
+    "models": "List the model versions with their scores; * marks the one served.",
+    "promote": "Serve a model version by hand (rollback or forward), rebuilding its index.",
 }
-ARGUMENTS: dict[str, str] = {"predict": " PHOTO_OR_FOLDER...", "init": " [DIR]"}
+ARGUMENTS: dict[str, str] = {
+    "predict": " PHOTO_OR_FOLDER...",
+    "init": " [DIR]",
+    "promote": " VERSION",
+}
 # Commands that take no flags, only their own arguments, described here.
 OWN_ARGUMENTS_ONLY = {
     "init": "Write a commented imgcls.yaml (every setting, its description and default) and, when "
@@ -49,9 +55,16 @@ OPTION_HELP: dict[str | tuple[str, str], tuple[str, str]] = {
         "DIR",
         "Folder for the demo's photos, splits, checkpoints and artifacts. Default: demo",
     ),
-    "checkpoint": ("FILE", "Model checkpoint. Default: best_model.pt in the checkpoint folder"),
+    "checkpoint": (
+        "FILE",
+        "Model checkpoint, for ad-hoc use. Default: the served model version (else best_model.pt "
+        "in the checkpoint folder)",
+    ),
     "split": ("val|test", "Split to evaluate against the train gallery. Default: val"),
-    "index_dir": ("DIR", "Saved index (gallery.faiss, gallery.csv). Default: index in artifacts"),
+    "index_dir": (
+        "DIR",
+        "Saved index (gallery.faiss, gallery.csv). Default: the served bundle's index",
+    ),
     "open_set_threshold": (
         "float",
         "Answer 'unknown' when the nearest gallery photo's cosine similarity is below this "

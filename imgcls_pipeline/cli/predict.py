@@ -1,6 +1,7 @@
-"""``imgcls predict``: classify new photos from the saved index (``<artifacts>/index``), without
-Dagster and without re-reading the training photos. Inputs, checkpoint and index are checked
-before torch is imported, so a mistake is reported at once."""
+"""``imgcls predict``: classify new photos with the served model and its bundle's index, without
+Dagster and without re-reading the training photos. Inputs, model and index are checked (the
+model's SHA-256 against the bundle's) before torch is imported, so a mistake is reported at once
+and a model never searches an index of another model's embeddings."""
 
 from __future__ import annotations
 
@@ -13,6 +14,14 @@ from imgcls_pipeline.cli.flags import read_command_line
 from imgcls_pipeline.cli.preflight import check_checkpoint
 from imgcls_pipeline.core.errors import UserError
 from imgcls_pipeline.core.folders import Folders
+from imgcls_pipeline.core.lifecycle.bundle_files import (
+    Bundle,
+    check_dimension,
+    check_matches,
+    served_bundle,
+    served_version,
+)
+from imgcls_pipeline.core.lifecycle.registry import read_version
 from imgcls_pipeline.core.search.index import (
     FOLDER,
     GALLERY_FILE,
@@ -44,10 +53,11 @@ def run(command: str, tokens: Sequence[str]) -> int:
     output = check_output_path(options["output"]) if "output" in options else None
     threshold = open_set_threshold(options.get("open_set_threshold"))
     folders = Folders.from_env(
-        artifacts_dir=options.get("artifacts_dir"), checkpoint_dir=options.get("checkpoint_dir")
+        artifacts_dir=options.get("artifacts_dir"),
+        checkpoint_dir=options.get("checkpoint_dir"),
+        models_dir=options.get("models_dir"),
     )
-    checkpoint = Path(options.get("checkpoint") or folders.checkpoints / BEST)
-    index_dir = Path(options.get("index_dir") or folders.artifacts / FOLDER)
+    checkpoint, index_dir, bundle = model_and_index(options, folders)
     check_checkpoint(checkpoint, "--checkpoint FILE")
     inputs = find_photos(positional)
     if inputs.skipped:
@@ -65,10 +75,15 @@ def run(command: str, tokens: Sequence[str]) -> int:
         )
     check_index_dir(index_dir)
     index, gallery = load_index(index_dir)
-    check_index_matches(index_dir, checkpoint, index_flag="--index_dir")
+    if bundle is not None:
+        check_matches(bundle, checkpoint)
+    else:
+        check_index_matches(index_dir, checkpoint, index_flag="--index_dir")
     from imgcls_pipeline.core.search import inference  # torch: only once the checks have passed
 
     loaded = inference.load_model(checkpoint)
+    # An index without info.json (made by hand, or by an old version) is not checked above.
+    check_dimension(index_dir, index.d, checkpoint, loaded.model.embedding_dim)
     predictions = inference.classify(
         loaded,
         index,
@@ -87,6 +102,21 @@ def run(command: str, tokens: Sequence[str]) -> int:
         write_predictions(output, rows)
         print(f"written to {output}", file=sys.stderr)
     return 0 if all(p.error is None for p in predictions) else 1
+
+
+def model_and_index(options: dict[str, str], folders: Folders) -> tuple[Path, Path, Bundle | None]:
+    """(model, index folder, served bundle or None): by default the served bundle, resolved once,
+    and its model version; ``--checkpoint`` and ``--index_dir`` replace either. A project with no
+    served bundle uses best_model.pt and ``<artifacts>/index`` as before model versions."""
+    bundle = None if "index_dir" in options else served_bundle(folders.artifacts)
+    if bundle is not None:
+        index_dir = bundle.part(FOLDER)
+        model = read_version(folders.models, bundle.model_version).weights
+    else:
+        index_dir = Path(options.get("index_dir") or folders.artifacts / FOLDER)
+        served = served_version(folders.artifacts, folders.models)
+        model = served.weights if served is not None else folders.checkpoints / BEST
+    return Path(options.get("checkpoint") or model), index_dir, bundle
 
 
 def open_set_threshold(text: str | None) -> float | None:

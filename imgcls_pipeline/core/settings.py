@@ -110,7 +110,11 @@ class ReportSettings(Settings):
         json_schema_extra={"choices": list(EVAL_SPLITS)},
     )
     min_val_recall_at_1: float = Field(
-        0.0, ge=0, le=1, description="Asset check floor on val Recall@1 (0 never fails)."
+        0.0,
+        ge=0,
+        le=1,
+        description="Floor on val Recall@1 of the asset check and the promotion gate (0 never "
+        "fails).",
     )
 
     @field_validator("eval_splits")

@@ -21,8 +21,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from imgcls_pipeline.core.data.split_files import split_path
-from imgcls_pipeline.core.data.splitting import SPLITS
 from imgcls_pipeline.core.errors import UserError
 from imgcls_pipeline.core.hashing import file_sha256
 from imgcls_pipeline.core.tables import read_json_object
@@ -39,6 +37,9 @@ PARTS = ("embeddings", "index", "evaluation")
 # Where the plain folders of a project made before bundles are moved on its first switch.
 PRE_LIFECYCLE = "pre-lifecycle"
 
+# core.data.splitting.SPLITS, without importing pandas: `imgcls models` stays fast.
+SPLITS = ("train", "val", "test")
+
 
 @dataclass(frozen=True)
 class Bundle:
@@ -51,6 +52,9 @@ class Bundle:
     index_type: str
     dimension: int
     created: str = ""
+    # <host>-<pid> of the process that built it: until that process ends, a bundle not yet served
+    # is its to serve, and clean-up leaves it alone.
+    builder: str = ""
 
     def part(self, name: str) -> Path:
         return self.folder / name
@@ -64,7 +68,7 @@ def splits_fingerprint(splits_dir: Path) -> str:
     """SHA-256 over the bytes of every split table: a bundle embeds exactly these."""
     digest = hashlib.sha256()
     for split in SPLITS:
-        path = split_path(splits_dir, split)
+        path = Path(splits_dir) / f"{split}.csv"
         digest.update(file_sha256(path).encode() if path.is_file() else b"-")
     return digest.hexdigest()
 

@@ -29,7 +29,7 @@ from imgcls_pipeline.core.lifecycle.bundle_files import (
     splits_fingerprint,
     write_bundle_file,
 )
-from imgcls_pipeline.core.lifecycle.folders import temp_folder
+from imgcls_pipeline.core.lifecycle.folders import temp_folder, this_builder
 from imgcls_pipeline.core.lifecycle.registry import ModelVersion
 from imgcls_pipeline.core.lifecycle.serving import discard_bundle, serve
 from imgcls_pipeline.core.settings import EvaluationConfig
@@ -161,6 +161,7 @@ def build_bundle(
             index_type=index_type,
             dimension=int(index.d),
             created=created.isoformat(timespec="seconds"),
+            builder=this_builder(),
         )
         write_bundle_file(build, bundle)
         os.rename(build, bundle.folder)

@@ -15,11 +15,25 @@ import socket
 import tempfile
 from pathlib import Path
 
-from imgcls_pipeline.core.atomic import is_orphan_temp_file
+from imgcls_pipeline.core.atomic import is_orphan_temp_file, pid_alive
 
 # The name's owner part is spelled as core.atomic spells it for temporary files
 # (.<name>.<host>-<pid>.<random>.tmp), so that is_orphan_temp_file reads it.
 _HOST = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname())
+
+
+def this_builder() -> str:
+    """``<host>-<pid>`` of this process, as recorded by a bundle it builds."""
+    return f"{_HOST}-{os.getpid()}"
+
+
+def builder_alive(builder: str) -> bool:
+    """Whether the process ``this_builder`` named may still use what it built: alive on this
+    host, or on another host (whose pid means nothing here)."""
+    host, _, pid = builder.rpartition("-")
+    if not host or not pid.isdigit():
+        return False
+    return host != _HOST or pid_alive(int(pid))
 
 
 def temp_name(name: str) -> str:

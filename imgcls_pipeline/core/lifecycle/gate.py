@@ -189,13 +189,15 @@ def run_gate(
     num_workers: int = 0,
     manual: bool = False,
     progress: bool = False,
+    figures: bool = False,
     log: Callable[[str], None] = print,
 ) -> GateDecision:
     """Build ``version``'s bundle for the current splits, score it and the served model on the
     same queries, decide, record, and serve the challenger when it is promoted. ``manual``
     (``imgcls promote``): no comparison, a forced and recorded switch, reusing a bundle of the
-    version that matches the current splits and settings when there is one. The caller holds the
-    artifacts folder's lock."""
+    version that matches the current splits and settings when there is one. ``figures`` draws
+    the evaluation's HTML report and PNGs into the bundle. The caller holds the artifacts
+    folder's lock (and not the models folder's, which recording the decision takes)."""
     build = {
         "flip_tta": evaluation.flip_tta,
         "index_type": evaluation.index_type,
@@ -204,6 +206,7 @@ def run_gate(
         "progress": progress,
         "log": log,
         "evaluation": evaluation,
+        "figures": figures,
     }
     current = splits_fingerprint(splits_dir)
     served = served_bundle(artifacts)
@@ -255,7 +258,6 @@ def run_gate(
     elif challenger != served:
         discard_bundle(challenger.folder)
     record_decision(models_dir, decision)
-    log(decision.reason)
     return decision
 
 

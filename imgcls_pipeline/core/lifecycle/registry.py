@@ -24,10 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from imgcls_pipeline.core.atomic import write_text_atomic
-from imgcls_pipeline.core.data.split_files import split_path
-from imgcls_pipeline.core.data.splitting import SPLITS
 from imgcls_pipeline.core.errors import UserError
 from imgcls_pipeline.core.hashing import file_sha256
+from imgcls_pipeline.core.lifecycle.bundle_files import SPLITS
 from imgcls_pipeline.core.lifecycle.folders import remove_orphan_folders, temp_folder
 from imgcls_pipeline.core.locks import FolderLock
 from imgcls_pipeline.core.tables import read_json_object
@@ -148,7 +147,7 @@ def _split_rows(splits_dir: Path) -> dict[str, int]:
     """Photos per split the run trained on: how much is new later (the re-training rule)."""
     rows = {}
     for split in SPLITS:
-        path = split_path(splits_dir, split)
+        path = Path(splits_dir) / f"{split}.csv"
         if path.is_file():
             with open(path, encoding="utf-8") as handle:
                 rows[split] = max(sum(1 for _ in handle) - 1, 0)

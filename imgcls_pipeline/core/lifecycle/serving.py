@@ -5,8 +5,8 @@ The switch is a new symlink made under a temporary name and renamed over ``serve
 kill -9 at any moment leaves one of the two served. Callers hold the artifacts folder's lock.
 
 Clean-up removes every bundle that is not served, not the one served before it (a reader that
-resolved ``served`` just before the switch is still reading it) and not being built by a live
-process. A bundle is first renamed to a temporary name and then deleted, so a kill midway leaves
+resolved ``served`` just before the switch is still reading it) and not built by a process that
+is still running (it is being built, or built and about to be served). A bundle is first renamed to a temporary name and then deleted, so a kill midway leaves
 an orphan that the next clean-up finishes, never a half-deleted bundle under its own name.
 """
 
@@ -18,7 +18,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from imgcls_pipeline.core.atomic import is_orphan_temp_file
+from imgcls_pipeline.core.errors import UserError
 from imgcls_pipeline.core.lifecycle.bundle_files import (
+    BUNDLE_FILE,
     BUNDLES,
     PARTS,
     PRE_LIFECYCLE,
@@ -26,8 +28,10 @@ from imgcls_pipeline.core.lifecycle.bundle_files import (
     SERVED,
     Bundle,
     previous_bundle_id,
+    read_bundle,
 )
 from imgcls_pipeline.core.lifecycle.folders import (
+    builder_alive,
     is_temp_folder,
     remove_orphan_folders,
     temp_folder,
@@ -40,6 +44,11 @@ def serve(artifacts: Path, bundle: Bundle, *, log: Callable[[str], None] = print
     artifacts = Path(artifacts)
     if bundle.folder.parent.resolve() != (artifacts / BUNDLES).resolve():
         raise ValueError(f"{bundle.folder} is not a bundle of {artifacts}")
+    if not (bundle.folder / BUNDLE_FILE).is_file():
+        raise UserError(
+            f"The bundle {bundle.folder} is gone or incomplete, so it cannot be served; "
+            "build it again (`imgcls promote VERSION`)."
+        )
     _move_plain_folders(artifacts, log)
     served = artifacts / SERVED
     target = f"{BUNDLES}/{bundle.bundle_id}"
@@ -100,6 +109,8 @@ def remove_stale_bundles(artifacts: Path) -> list[str]:
     for folder in sorted(root.iterdir()) if root.is_dir() else []:
         if folder.name in keep or is_temp_folder(folder) or not folder.is_dir():
             continue
+        if _builder_may_serve(folder):
+            continue
         discard_bundle(folder)
         removed.append(folder.name)
     remove_orphan_folders(root)
@@ -116,6 +127,13 @@ def _remove_orphan_links(artifacts: Path) -> None:
             and is_orphan_temp_file(entry.name, unnamed_too=True)
         ):
             entry.unlink(missing_ok=True)
+
+
+def _builder_may_serve(folder: Path) -> bool:
+    try:
+        return builder_alive(read_bundle(folder).builder)
+    except UserError:
+        return False  # no readable bundle.json: nobody can serve it
 
 
 def discard_bundle(folder: Path) -> None:
