@@ -22,6 +22,7 @@ from imgcls_pipeline.core.lifecycle.bundles import (
     splits_fingerprint,
 )
 from imgcls_pipeline.core.lifecycle.registry import ModelVersion, read_version
+from imgcls_pipeline.core.lifecycle.serving import remove_stale_bundles
 from imgcls_pipeline.core.locks import FolderLock
 from imgcls_pipeline.core.search import embeddings_store, evaluation_store
 from imgcls_pipeline.core.settings import EvaluationConfig
@@ -124,6 +125,7 @@ def embeddings(
     version, bundle = _served(paths)
     fingerprint = splits_fingerprint(paths.splits)
     if bundle.splits_fingerprint == fingerprint and bundle.flip_tta == config.flip_tta:
+        remove_stale_bundles(paths.artifacts)  # those of killed runs, as a switch would
         context.log.info(f"The served bundle of {version.version} is up to date.")
         return dg.MaterializeResult(metadata={"recomputed": False, **_bundle_metadata(bundle)})
     if bundle.splits_fingerprint != fingerprint:
