@@ -81,7 +81,12 @@ def retrain_schedule(
         )
     if not decision.retrain:
         return dg.SkipReason(decision.reason)
+    run_config = retrain_run_config(context.instance)
+    if served is not None and lifecycle_settings().init_from == "served":
+        # The served model's backbone weights start the training (its head is new).
+        training = run_config["ops"]["trained_checkpoint"]["config"]
+        training["pretrained_path"] = str(served.weights)
     return dg.RunRequest(
-        run_config=retrain_run_config(context.instance),
+        run_config=run_config,
         tags={"imgcls/trigger": "schedule", "imgcls/retrain_reason": decision.reason},
     )

@@ -87,7 +87,10 @@ def test_new_class_becomes_answerable_without_training_and_the_schedule_notices(
         sensor = dg.build_sensor_context(instance=instance, resources={"paths": paths})
         request = automation.new_photos_sensor(sensor)
         assert isinstance(request, dg.RunRequest)
-        run_config = {"resources": {"paths": {"config": paths.model_dump()}}}
+        run_config = {
+            "ops": {"id_groups": {"config": {"min_image_size": 32}}},  # imgcls.yaml's, for a user
+            "resources": {"paths": {"config": paths.model_dump()}},
+        }
         result = defs.resolve_job_def("index_new_photos").execute_in_process(
             run_config=run_config, instance=instance, tags=request.tags
         )
@@ -107,7 +110,13 @@ def test_new_class_becomes_answerable_without_training_and_the_schedule_notices(
         request = _schedule_tick(instance, project)
         assert isinstance(request, dg.RunRequest)
         assert "triangle" in request.tags["imgcls/retrain_reason"]
-        assert request.run_config["ops"]["trained_checkpoint"]["config"]["fresh"] is True
+        training = request.run_config["ops"]["trained_checkpoint"]["config"]
+        assert training["fresh"] is True and "pretrained_path" not in training
+        monkeypatch.setattr(
+            retrain_schedule, "lifecycle_settings", lambda: LifecycleSettings(init_from="served")
+        )
+        training = _schedule_tick(instance, project).run_config["ops"]["trained_checkpoint"]
+        assert training["config"]["pretrained_path"] == str(project / "models/v0001/model.pt")
 
     gallery = pd.read_csv(served.folder / "index" / "gallery.csv")
     photo = project / "data" / gallery.loc[gallery.class_name == "triangle", "image_path"].iloc[0]
@@ -120,7 +129,7 @@ def test_new_class_becomes_answerable_without_training_and_the_schedule_notices(
 
 
 def test_dagster_daemon_indexes_new_photos_on_its_own(project: Path) -> None:
-    (project / "imgcls.yaml").write_text("settle_minutes: 0\n")
+    (project / "imgcls.yaml").write_text("settle_minutes: 0\nmin_image_size: 32\n")
     shutil.copytree(project / "all" / "star", project / "data" / "star")
     env = os.environ | {"DAGSTER_HOME": str(project)}
     env |= {f"IMGCLS_{name.upper()}_DIR": str(project / name) for name in ("data", "splits")}
