@@ -77,8 +77,8 @@ def model_version(context: dg.AssetExecutionContext, paths: PipelinePaths) -> dg
         )
     ],
     description="The champion/challenger gate: the registered version and the served one are "
-    "scored on the same queries (the current val split against each model's own train gallery); the "
-    "challenger is served only if its Recall@1 is at least the champion's minus "
+    "scored on the same queries (the current val split against each model's own train "
+    "gallery); the challenger is served only if its Recall@1 is at least the champion's minus "
     "promotion_tolerance and at least min_val_recall_at_1. Otherwise nothing served changes.",
 )
 def served_model(
