@@ -122,8 +122,7 @@ def test_new_class_becomes_answerable_without_training_and_the_schedule_notices(
     photo = project / "data" / gallery.loc[gallery.class_name == "triangle", "image_path"].iloc[0]
     output = project / "predictions.csv"
     argv = ["predict", f"--artifacts_dir={project / 'artifacts'}"]
-    argv += [f"--checkpoint={project / 'models' / 'v0001' / 'model.pt'}"]
-    argv += ["--output", str(output), str(photo)]
+    argv += [f"--models_dir={project / 'models'}", "--output", str(output), str(photo)]
     assert main(argv) == 0
     assert pd.read_csv(output)["predicted_class"].tolist() == ["triangle"]  # itself is nearest
 
