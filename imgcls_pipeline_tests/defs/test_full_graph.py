@@ -184,6 +184,8 @@ def test_predict_answers_good_files_and_names_bad_ones(pipeline: Path, capsys) -
             str(pipeline / "checkpoints" / "best_model.pt"),
             "--artifacts_dir",
             str(pipeline / "artifacts"),
+            "--models_dir",
+            str(pipeline / "models"),
             "--top_k",
             "3",
             "--output",
