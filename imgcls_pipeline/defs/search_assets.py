@@ -52,14 +52,20 @@ def _writes_artifacts(asset_fn: Callable[..., Any]) -> Callable[..., Any]:
     return locked
 
 
-def _served(paths: PipelinePaths) -> tuple[ModelVersion, Bundle]:
-    """The served model and its bundle, read once: everything below comes from that one folder."""
+def _served_bundle(paths: PipelinePaths) -> Bundle:
+    """The served bundle, read once: everything below comes from that one folder."""
     bundle = served_bundle(paths.artifacts)
     if bundle is None:
         raise UserError(
             f"No model is served from {paths.artifacts}: run `imgcls train` (or materialize "
             "served_model), which serves a new model once it passes the gate."
         )
+    return bundle
+
+
+def _served(paths: PipelinePaths) -> tuple[ModelVersion, Bundle]:
+    """The served model and its bundle."""
+    bundle = _served_bundle(paths)
     return read_version(paths.models, bundle.model_version), bundle
 
 
@@ -216,7 +222,7 @@ def evaluation(
     from imgcls_pipeline.core.search.report_files import write_evaluation_files
     from imgcls_pipeline.core.search.rerank import Reranker
 
-    _, bundle = _served(paths)
+    bundle = _served_bundle(paths)
     index, gallery = load_index(bundle.folder / FOLDER)
     reranker = Reranker.build(index, config)  # once: dba_alpha_qe augments the whole gallery
     metadata: dict = _bundle_metadata(bundle)
@@ -261,7 +267,7 @@ def evaluation(
     "fails the run (and `imgcls`) when it is not.",
 )
 def val_recall_at_1_floor(paths: PipelinePaths) -> dg.AssetCheckResult:
-    _, bundle = _served(paths)
+    bundle = _served_bundle(paths)
     report = evaluation_store.read_evaluation(bundle.folder / evaluation_store.FOLDER, "val")
     if report is None:
         return dg.AssetCheckResult(
