@@ -8,6 +8,8 @@ from imgcls_pipeline.defs import (
     data_assets,
     data_checks,
     jobs,
+    lifecycle_assets,
+    retrain_schedule,
     search_assets,
     training_assets,
 )
@@ -15,10 +17,13 @@ from imgcls_pipeline.defs.gpu import GpuResource
 from imgcls_pipeline.defs.resources import PipelinePaths, TrainingLauncher
 
 defs = dg.Definitions(
-    assets=dg.load_assets_from_modules([data_assets, cache_assets, training_assets, search_assets]),
+    assets=dg.load_assets_from_modules(
+        [data_assets, cache_assets, training_assets, lifecycle_assets, search_assets]
+    ),
     asset_checks=dg.load_asset_checks_from_modules([data_checks, search_assets]),
-    jobs=[automation.retrain_job, *jobs.command_jobs],
+    jobs=[automation.index_new_photos_job, retrain_schedule.retrain_job, *jobs.command_jobs],
     sensors=[automation.new_photos_sensor],
+    schedules=[retrain_schedule.retrain_schedule],
     resources={
         "paths": PipelinePaths.from_env(),
         "gpu": GpuResource(),

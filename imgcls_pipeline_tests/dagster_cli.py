@@ -12,6 +12,7 @@ FOLDERS = {
     "splits_dir": "splits",
     "checkpoint_dir": "checkpoints",
     "artifacts_dir": "artifacts",
+    "models_dir": "models",
 }
 
 

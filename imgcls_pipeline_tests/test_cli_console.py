@@ -89,8 +89,8 @@ def test_index_names_the_missing_model_once_the_tables_exist(tmp_path: Path) -> 
     done, _ = _fresh_interpreter(["index", "--data_dir", str(data)], Path.cwd())
     assert done.returncode == 2
     assert done.stderr.startswith(
-        "error: No trained model at checkpoints/best_model.pt: run `imgcls train` first, or pass "
-        "--checkpoint_dir DIR"
+        "error: No model is served from artifacts: run `imgcls train` (its gate serves the first "
+        "model that passes the floor) or `imgcls promote VERSION`"
     )
 
 

@@ -20,9 +20,6 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-import faiss
-import numpy as np
-import pandas as pd
 import pytest
 
 from imgcls_pipeline.core.locks import LOCK_FILE
@@ -206,46 +203,60 @@ def test_training_killed_anywhere_resumes_to_the_uninterrupted_history(
     check(killed=False)
 
 
-def test_index_killed_anywhere_keeps_every_file_old_or_new(
+def test_index_killed_anywhere_keeps_a_consistent_served_bundle(
     driver, tiny, straight_training, tmp_path
 ):
+    """`imgcls index` with a new flip_tta builds a new bundle for the served model and switches
+    it in: killed anywhere, the served bundle is the old one untouched or the complete new one."""
+    from imgcls_pipeline.core.lifecycle.bundles import check_matches, served_bundle
+    from imgcls_pipeline.core.lifecycle.registry import read_version, register_version
+    from imgcls_pipeline.core.search.index import load_index
+
     data, splits = tiny
     checkpoints, _ = straight_training
+    register_version(checkpoints, tmp_path / "old" / "models", splits)
 
-    def index(root: Path, flip_tta: bool, kill_after: float | None = None) -> dict:
-        argv = ["index", "--data_dir", data, "--splits_dir", splits]
-        argv += ["--checkpoint_dir", checkpoints, "--artifacts_dir", root / "artifacts"]
-        argv += [f"--flip_tta={str(flip_tta).lower()}"]
+    def folders(root: Path) -> list:
+        return ["--data_dir", data, "--splits_dir", splits, "--artifacts_dir", root / "artifacts"]
+
+    def index(root: Path, kill_after: float | None = None) -> dict:
+        argv = ["index", *folders(root), "--models_dir", root / "models", "--flip_tta=true"]
         return driver.run("imgcls", argv, kill_after)
 
-    index(tmp_path / "old", flip_tta=False)
-    old = snapshot(tmp_path / "old")
-    shutil.copytree(tmp_path / "old", tmp_path / "new")
-    seconds = index(tmp_path / "new", flip_tta=True)["seconds"]  # new embeddings, index, scores
-    new = snapshot(tmp_path / "new")
-    assert {name for name in new if old[name] != new[name]} >= {
-        "artifacts/embeddings/train.npy",
-        "artifacts/index/gallery.faiss",
-    }
+    promote = ["promote", "v0001", *folders(tmp_path / "old")]
+    driver.run("imgcls", [*promote, "--models_dir", tmp_path / "old" / "models"])
+    old = served_bundle(tmp_path / "old" / "artifacts")
+    assert old is not None and not old.flip_tta
+    old_files = snapshot(old.folder)
+    shutil.copytree(tmp_path / "old", tmp_path / "new", symlinks=True)
+    seconds = index(tmp_path / "new")["seconds"]
+    new = served_bundle(tmp_path / "new" / "artifacts")
+    assert new is not None and new.flip_tta and new.bundle_id != old.bundle_id
+    arrays = {s: (new.folder / "embeddings" / f"{s}.npy").read_bytes() for s in ("train", "val")}
 
-    shutil.copytree(tmp_path / "old", tmp_path / "crash")
-    artifacts = tmp_path / "crash" / "artifacts"
+    crash = tmp_path / "crash"
+    shutil.copytree(tmp_path / "old", crash, symlinks=True)
+    artifacts = crash / "artifacts"
 
     def check(_: bool) -> None:
-        assert_old_or_new(tmp_path / "crash", old, new)
-        for split in ("train", "val"):
-            np.load(artifacts / "embeddings" / f"{split}.npy")
-        faiss.read_index(str(artifacts / "index" / "gallery.faiss"))
-        pd.read_csv(artifacts / "index" / "gallery.csv")
+        bundle = served_bundle(artifacts)
+        assert bundle is not None
+        if bundle.bundle_id == old.bundle_id:
+            assert snapshot(bundle.folder) == old_files
+        else:
+            assert bundle.flip_tta
+            for split, content in arrays.items():
+                assert (bundle.folder / "embeddings" / f"{split}.npy").read_bytes() == content
+        index_, gallery = load_index(bundle.part("index"))
+        assert index_.ntotal == len(gallery) > 0 and index_.d == bundle.dimension
+        check_matches(bundle, read_version(crash / "models", bundle.model_version).weights)
 
-    kill_repeatedly(
-        lambda moment: index(tmp_path / "crash", flip_tta=True, kill_after=moment),
-        seconds,
-        SEED + 2,
-        check,
-    )
-    index(tmp_path / "crash", flip_tta=True)
-    assert snapshot(tmp_path / "crash") == new
+    kill_repeatedly(lambda moment: index(crash, kill_after=moment), seconds, SEED + 2, check)
+    index(crash)  # needs no clean-up by hand, and leaves none
+    served = served_bundle(artifacts)
+    assert served is not None and served.flip_tta
+    kept = {folder.name for folder in (artifacts / "bundles").iterdir()}
+    assert served.bundle_id in kept and len(kept) <= 2  # the served one and the one before it
     assert no_temp_files(artifacts)
 
 

@@ -4,10 +4,12 @@ so a mistake is reported before Dagster (seconds to import) starts."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from imgcls_pipeline.cli.flags import read_command_line, refuse_arguments
+from imgcls_pipeline.core.errors import UserError
 from imgcls_pipeline.core.folders import Folders
 from imgcls_pipeline.core.settings import PipelineConfig
 
@@ -24,7 +26,21 @@ def run(command: str, tokens: Sequence[str]) -> int:
     from imgcls_pipeline.cli.preflight import check_command
 
     check_command(command, line.config, Folders.from_env(**line.options))
-    paths, _ = materialize(command, line.config, line.options)
+    try:
+        paths, result = materialize(command, line.config, line.options)
+    except UserError as failure:
+        # A rejected challenger or a missed floor: the decision first, then the one sentence.
+        failed_run = getattr(failure, "result", None)
+        if failed_run is None:
+            raise
+        from imgcls_pipeline.cli.gate_printing import print_gate_decision
+
+        print_gate_decision(failed_run)
+        print(f"error: {failure}", file=sys.stderr)
+        return 1
+    from imgcls_pipeline.cli.gate_printing import print_gate_decision
+
+    print_gate_decision(result)
     from imgcls_pipeline.cli.printing import (
         print_evaluation,
         print_split_summary,

@@ -96,9 +96,34 @@ def _instance() -> dg.DagsterInstance:
     return dg.DagsterInstance.ephemeral()
 
 
+class BlockingCheckFailed(UserError):
+    """A blocking asset check failed (a rejected challenger, val Recall@1 under the floor): the
+    work ran and nothing wrong was served, but the run did not deliver what was asked. Carries
+    the run's result, whose metadata says why (the gate's decision table)."""
+
+    def __init__(self, sentence: str, result: dg.ExecuteInProcessResult) -> None:
+        super().__init__(sentence)
+        self.result = result
+
+
+def failed_blocking_checks(result: dg.ExecuteInProcessResult) -> list[str]:
+    """One sentence per blocking check that failed in the run: its own description."""
+    return [
+        evaluation.description
+        or f"{evaluation.asset_key.to_user_string()}: check {evaluation.check_name} failed."
+        for evaluation in result.get_asset_check_evaluations()
+        if not evaluation.passed
+        and evaluation.blocking
+        and evaluation.severity == dg.AssetCheckSeverity.ERROR
+    ]
+
+
 def _run_failure(result: dg.ExecuteInProcessResult) -> BaseException:
-    """The UserError that failed the run, as raised; KeyboardInterrupt for Ctrl-C; any other
-    failure with its stack trace."""
+    """The UserError that failed the run, as raised; a failed blocking check as its sentence;
+    KeyboardInterrupt for Ctrl-C; any other failure with its stack trace."""
+    failed_checks = failed_blocking_checks(result)
+    if failed_checks:
+        return BlockingCheckFailed(" ".join(failed_checks), result)
     for event in result.get_step_failure_events():
         error = event.step_failure_data.error
         while error is not None:

@@ -88,12 +88,17 @@ _INDEX = _fields(
     s.ImageCacheSetting,
 )
 _SEARCH = _fields(s.RerankSettings) | {"top_k", "embedding_batch_size"}
+# The gate (served_model): its rule, and how it builds each model's bundle to score it.
+_GATE = _fields(s.EmbeddingBatchSetting, s.FlipTtaSetting, s.IndexTypeSetting) | {
+    "promotion_tolerance",
+    "min_val_recall_at_1",
+}
 COMMAND_SETTINGS: dict[str, frozenset[str]] = {
     "split": _SPLIT,
-    "train": _TRAIN,
+    "train": _TRAIN | _GATE,
     "index": _INDEX,
-    "pipeline": _SPLIT | _TRAIN | _INDEX,
-    "demo": _SPLIT | _TRAIN | _INDEX,
+    "pipeline": _SPLIT | _TRAIN | _GATE | _INDEX,
+    "demo": _SPLIT | _TRAIN | _GATE | _INDEX,
     "evaluate": _SEARCH | _fields(s.RecallSetting, s.FlipTtaSetting),
     "models": frozenset(),
     # What building and evaluating the version's bundle reads, as `imgcls index`.

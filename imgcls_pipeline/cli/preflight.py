@@ -11,9 +11,9 @@ from imgcls_pipeline.core.data.split_files import read_splits
 from imgcls_pipeline.core.data.splitting import SPLITS
 from imgcls_pipeline.core.errors import UserError
 from imgcls_pipeline.core.folders import FolderPaths
+from imgcls_pipeline.core.lifecycle.bundle_files import served_bundle
 from imgcls_pipeline.core.locks import refuse_if_locked
 from imgcls_pipeline.core.settings import PipelineConfig
-from imgcls_pipeline.core.training.checkpoint import BEST
 from imgcls_pipeline.core.training.hub import check_weights_available
 
 
@@ -30,7 +30,7 @@ def check_command(command: str, config: PipelineConfig, folders: FolderPaths) ->
         model = config.model
         check_weights_available(model.backbone, model.pretrained, model.pretrained_path)
     if command == "index":
-        check_checkpoint(folders.checkpoints / BEST, "--checkpoint_dir DIR")
+        check_served_model(folders)
 
 
 def check_data_folder(data: Path) -> None:
@@ -53,6 +53,16 @@ def check_split_tables(splits: Path, names: tuple[str, ...] | list[str]) -> dict
                 f"{name}_ratio above 0, or add photos to the data folder."
             )
     return tables
+
+
+def check_served_model(folders: FolderPaths) -> None:
+    """``imgcls index`` (re)builds the served model's bundle: a model must be served."""
+    if served_bundle(folders.artifacts) is None:
+        raise UserError(
+            f"No model is served from {folders.artifacts}: run `imgcls train` (its gate serves the "
+            "first model that passes the floor) or `imgcls promote VERSION`, or pass "
+            "--artifacts_dir DIR of a project that serves one."
+        )
 
 
 def check_checkpoint(path: Path, flag: str) -> None:

@@ -51,6 +51,7 @@ def run(command: str, tokens: Sequence[str]) -> int:
             evaluation=line.config.evaluation,
             lifecycle=line.config.lifecycle,
             manual=True,
+            image_cache=line.config.data.image_cache,
             progress=True,
             figures=REPORT_FIGURES,
             log=log,

@@ -6,7 +6,7 @@ import dagster as dg
 # The assets each command materializes (their checks run with them).
 COMMAND_ASSETS: dict[str, list[str]] = {
     "split": ["image_manifest", "id_groups", "splits"],
-    "train": ["image_cache", "trained_checkpoint"],
+    "train": ["image_cache", "trained_checkpoint", "model_version", "served_model"],
     "index": ["embeddings", "faiss_index", "evaluation"],
     "pipeline": [
         "image_manifest",
@@ -14,6 +14,8 @@ COMMAND_ASSETS: dict[str, list[str]] = {
         "splits",
         "image_cache",
         "trained_checkpoint",
+        "model_version",
+        "served_model",
         "embeddings",
         "faiss_index",
         "evaluation",
@@ -23,9 +25,11 @@ COMMAND_ASSETS["demo"] = COMMAND_ASSETS["pipeline"]
 
 _DESCRIPTIONS = {
     "split": "Scan the photo folder and write the split tables (`imgcls split`).",
-    "train": "Train the embedding model on the split tables (`imgcls train`).",
-    "index": "Embed the gallery, build the Faiss index and evaluate (`imgcls index`).",
-    "pipeline": "Split, train, embed, index and evaluate (`imgcls pipeline`).",
+    "train": "Train the embedding model on the split tables, register it as a version and serve "
+    "it if the gate accepts it (`imgcls train`).",
+    "index": "Bring the served model's bundle (embeddings, Faiss index) up to date with the "
+    "splits and evaluate it (`imgcls index`).",
+    "pipeline": "Split, train, gate, embed, index and evaluate (`imgcls pipeline`).",
     "demo": "The whole pipeline on the built-in example photos (`imgcls demo`).",
 }
 

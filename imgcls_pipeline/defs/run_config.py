@@ -105,11 +105,41 @@ class EvaluationRunConfig(
     pass
 
 
+class GateSettings(settings.Settings):
+    """The gate's rule: the served model's score minus a tolerance, and the floor."""
+
+    promotion_tolerance: float = settings.LifecycleSettings.model_fields["promotion_tolerance"]
+    min_val_recall_at_1: float = settings.ReportSettings.model_fields["min_val_recall_at_1"]
+
+
+# The gate scores each model on a bundle of its own, built as the search assets build theirs.
+@project_defaults
+class ServedModelConfig(
+    GateSettings,
+    settings.EmbeddingBatchSetting,
+    settings.FlipTtaSetting,
+    settings.IndexTypeSetting,
+    settings.ImageCacheSetting,
+    dg.Config,
+):
+    pass
+
+
+def lifecycle_settings() -> settings.LifecycleSettings:
+    """When the automation runs (settle window, cron, thresholds), from the project's imgcls.yaml
+    as the definitions loaded it: a UI "Reload" picks up an edit."""
+    fields = settings.LifecycleSettings.model_fields
+    return settings.LifecycleSettings(
+        **{name: value for name, value in _PROJECT_SETTINGS.items() if name in fields}
+    )
+
+
 ASSET_CONFIGS: dict[str, type[dg.Config]] = {
     "id_groups": IdGroupsConfig,
     "splits": SplitsConfig,
     "image_cache": ImageCacheConfig,
     "trained_checkpoint": TrainedCheckpointConfig,
+    "served_model": ServedModelConfig,
     "embeddings": EmbeddingsConfig,
     "faiss_index": FaissIndexConfig,
     "evaluation": EvaluationRunConfig,

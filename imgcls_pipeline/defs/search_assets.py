@@ -6,20 +6,30 @@ location (UI, sensors, `imgcls split`) then costs about a second instead of five
 
 import functools
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
+from imgcls_pipeline.core.data.image_cache import CacheMode
 from imgcls_pipeline.core.data.preflight import preflight
 from imgcls_pipeline.core.data.split_files import read_split, read_splits
 from imgcls_pipeline.core.data.splitting import SPLITS
 from imgcls_pipeline.core.errors import UserError
+from imgcls_pipeline.core.lifecycle.bundles import (
+    Bundle,
+    build_bundle,
+    serve,
+    served_bundle,
+    splits_fingerprint,
+)
+from imgcls_pipeline.core.lifecycle.registry import ModelVersion, read_version
+from imgcls_pipeline.core.lifecycle.serving import remove_stale_bundles
 from imgcls_pipeline.core.locks import FolderLock
 from imgcls_pipeline.core.search import embeddings_store, evaluation_store
-from imgcls_pipeline.core.training.checkpoint import BEST
+from imgcls_pipeline.core.settings import EvaluationConfig
 from imgcls_pipeline.defs.data_assets import splits
 from imgcls_pipeline.defs.gpu import GpuResource
+from imgcls_pipeline.defs.lifecycle_assets import ARTIFACTS_LOCK, served_model
 from imgcls_pipeline.defs.resources import PipelinePaths
 from imgcls_pipeline.defs.result_metadata import evaluation_metadata, floor_check_metadata
 from imgcls_pipeline.defs.run_config import (
@@ -27,7 +37,6 @@ from imgcls_pipeline.defs.run_config import (
     EvaluationRunConfig,
     FaissIndexConfig,
 )
-from imgcls_pipeline.defs.training_assets import trained_checkpoint
 
 GROUP = "search"
 
@@ -38,29 +47,82 @@ def _writes_artifacts(asset_fn: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(asset_fn)
     def locked(*args: Any, **kwargs: Any) -> Any:
-        with FolderLock(kwargs["paths"].artifacts, "artifacts folder"):
+        with FolderLock(kwargs["paths"].artifacts, ARTIFACTS_LOCK):
             return asset_fn(*args, **kwargs)
 
     return locked
 
 
-def _best_checkpoint(paths: PipelinePaths) -> Path:
-    best = paths.checkpoints / BEST
-    if not best.is_file():
+def _served_bundle(paths: PipelinePaths) -> Bundle:
+    """The served bundle, read once: everything below comes from that one folder."""
+    bundle = served_bundle(paths.artifacts)
+    if bundle is None:
         raise UserError(
-            f"No trained model at {best}: materialize trained_checkpoint (or run `imgcls train`) "
-            f"first, or point IMGCLS_CHECKPOINT_DIR at the folder holding {BEST}."
+            f"No model is served from {paths.artifacts}: run `imgcls train` (or materialize "
+            "served_model), which serves a new model once it passes the gate."
         )
-    return best
+    return bundle
+
+
+def _served(paths: PipelinePaths) -> tuple[ModelVersion, Bundle]:
+    """The served model and its bundle."""
+    bundle = _served_bundle(paths)
+    return read_version(paths.models, bundle.model_version), bundle
+
+
+def _rebuild_and_serve(
+    context: dg.AssetExecutionContext,
+    paths: PipelinePaths,
+    version: ModelVersion,
+    served: Bundle,
+    *,
+    flip_tta: bool,
+    index_type: str,
+    batch_size: int,
+    workers: int,
+    image_cache: CacheMode,
+) -> Bundle:
+    """A new bundle for the served model, reusing the served one's rows for unchanged photos,
+    switched in atomically."""
+    bundle = build_bundle(
+        paths.artifacts,
+        version,
+        paths.data,
+        paths.splits,
+        flip_tta=flip_tta,
+        index_type=index_type,
+        batch_size=batch_size,
+        num_workers=workers,
+        reuse=served,
+        image_cache=image_cache,
+        progress=bool(context.run.tags.get("imgcls/command")),  # a terminal is watching
+        log=context.log.info,
+        # Its own evaluation with the defaults; the evaluation asset reports with its settings.
+        evaluation=EvaluationConfig(
+            flip_tta=flip_tta, index_type=index_type, embedding_batch_size=batch_size
+        ),
+    )
+    serve(paths.artifacts, bundle)
+    context.log.info(f"Serving bundle {bundle.bundle_id} of {version.version}.")
+    return bundle
+
+
+def _bundle_metadata(bundle: Bundle) -> dict[str, Any]:
+    return {
+        "bundle": bundle.bundle_id,
+        "model_version": bundle.model_version,
+        "bundle_folder": dg.MetadataValue.path(str(bundle.folder)),
+    }
 
 
 @dg.asset(
     group_name=GROUP,
-    deps=[trained_checkpoint, splits],
+    deps=[served_model, splits],
     kinds={"pytorch", "numpy"},
-    description="Embedding of every split image from best_model.pt: "
+    description="Embedding of every split image by the served model, in the served bundle: "
     "artifacts/embeddings/{split}.npy (float32, unit rows, row i = row i of splits/{split}.csv). "
-    "Does no work when the checkpoint, splits and flip_tta are unchanged.",
+    "When the splits or flip_tta changed, a new bundle is built (only new or changed photos are "
+    "embedded) and served in one atomic switch; otherwise no work.",
 )
 @_writes_artifacts
 def embeddings(
@@ -69,55 +131,36 @@ def embeddings(
     paths: PipelinePaths,
     gpu: GpuResource,
 ) -> dg.MaterializeResult:
-    from imgcls_pipeline.core.data.image_cache import open_cache
-    from imgcls_pipeline.core.search.inference import embed_frame, load_model
-
-    checkpoint = _best_checkpoint(paths)
-    folder = paths.artifacts / embeddings_store.FOLDER
-    inputs = embeddings_store.inputs_signature(checkpoint, paths.splits, flip_tta=config.flip_tta)
-    if embeddings_store.is_current(folder, inputs):
-        context.log.info("Checkpoint, splits and flip_tta unchanged: embeddings are up to date.")
-        return dg.MaterializeResult(metadata={"recomputed": False, "checkpoint": str(checkpoint)})
-
+    version, bundle = _served(paths)
+    fingerprint = splits_fingerprint(paths.splits)
+    if bundle.splits_fingerprint == fingerprint and bundle.flip_tta == config.flip_tta:
+        remove_stale_bundles(paths.artifacts)  # those of killed runs, as a switch would
+        context.log.info(f"The served bundle of {version.version} is up to date.")
+        return dg.MaterializeResult(metadata={"recomputed": False, **_bundle_metadata(bundle)})
+    if bundle.splits_fingerprint != fingerprint:
+        context.log.info(
+            f"The splits changed since bundle {bundle.bundle_id} was built: embedding the new or "
+            f"changed photos with the served model {version.version} (the others are reused)."
+        )
     tables = read_splits(paths.splits, SPLITS)
     context.log.info(preflight(tables, paths.data, paths.artifacts))
-    loaded = load_model(checkpoint)
-    workers = gpu.resolve().num_workers  # JPEG decoding in parallel, as in training
-    cache = open_cache(paths.artifacts, paths.data, loaded.image_size, config.image_cache)
-    rows = {}
-    dimension = 0
-    for split, frame in tables.items():
-        matrix = embed_frame(
-            loaded,
-            frame,
-            paths.data,
-            batch_size=config.embedding_batch_size,
-            num_workers=workers,
-            flip_tta=config.flip_tta,
-            progress=bool(context.run.tags.get("imgcls/command")),  # a terminal is watching
-            desc=f"embedding {split}",
-            image_cache=cache,
-        )
-        embeddings_store.write_embeddings(folder, split, matrix)
-        rows[split] = len(frame)
-        dimension = matrix.shape[1] if matrix.ndim == 2 else dimension
-        context.log.info(f"{split}: {len(frame)} embeddings")
-    info = embeddings_store.EmbeddingsInfo(
-        inputs=inputs,
-        checkpoint=str(checkpoint),
-        epoch=int(loaded.checkpoint.get("epoch", -1)),
-        backbone=loaded.checkpoint["config"]["model"]["backbone"],
-        image_size=loaded.image_size,
-        rows=rows,
+    bundle = _rebuild_and_serve(
+        context,
+        paths,
+        version,
+        bundle,
+        flip_tta=config.flip_tta,
+        index_type=bundle.index_type,
+        batch_size=config.embedding_batch_size,
+        workers=gpu.resolve().num_workers,  # JPEG decoding in parallel, as in training
+        image_cache=config.image_cache,
     )
-    embeddings_store.write_info(folder, info)
     return dg.MaterializeResult(
         metadata={
             "recomputed": True,
-            "checkpoint": str(checkpoint),
-            "device": str(loaded.device),
-            **{f"{split}_rows": n for split, n in rows.items()},
-            "dimension": int(dimension),
+            **_bundle_metadata(bundle),
+            **{f"{split}_rows": len(frame) for split, frame in tables.items()},
+            "dimension": bundle.dimension,
         }
     )
 
@@ -126,37 +169,42 @@ def embeddings(
     group_name=GROUP,
     deps=[embeddings],
     kinds={"faiss"},
-    description="Faiss index over the gallery (train split): artifacts/index/gallery.faiss and "
-    "gallery.csv. Exact IndexFlatL2 by default; index_type ivf/hnsw for huge galleries.",
+    description="Faiss index over the gallery (train split) in the served bundle: "
+    "artifacts/index/gallery.faiss and gallery.csv. Exact IndexFlatL2 by default; index_type "
+    "ivf/hnsw for huge galleries (a change re-indexes the served embeddings, no re-embedding).",
 )
 @_writes_artifacts
 def faiss_index(
-    context: dg.AssetExecutionContext, config: FaissIndexConfig, paths: PipelinePaths
+    context: dg.AssetExecutionContext,
+    config: FaissIndexConfig,
+    paths: PipelinePaths,
+    gpu: GpuResource,
 ) -> dg.MaterializeResult:
-    from imgcls_pipeline.core.search.index import FOLDER, INDEX_FILE, build_index, save_index
+    from imgcls_pipeline.core.search.index import FOLDER, INDEX_FILE, read_index_info
 
-    gallery = read_split(paths.splits, "train")
-    embeddings_dir = paths.artifacts / embeddings_store.FOLDER
-    vectors = embeddings_store.read_embeddings(embeddings_dir, "train", rows=len(gallery))
-    built_from = embeddings_store.read_info(embeddings_dir)
-    index = build_index(vectors, config.index_type)
-    folder = paths.artifacts / FOLDER
-    save_index(
-        index,
-        gallery,
-        folder,
-        checkpoint=built_from.checkpoint,
-        checkpoint_sha256=built_from.inputs["checkpoint_sha256"],
-        index_type=config.index_type,
-        flip_tta=built_from.inputs.get("flip_tta") == "true",
-    )
-    context.log.info(f"Indexed {index.ntotal} gallery images ({config.index_type}).")
+    version, bundle = _served(paths)
+    if bundle.index_type != config.index_type:
+        bundle = _rebuild_and_serve(
+            context,
+            paths,
+            version,
+            bundle,
+            flip_tta=bundle.flip_tta,
+            index_type=config.index_type,
+            batch_size=EmbeddingsConfig().embedding_batch_size,
+            workers=gpu.resolve().num_workers,
+            image_cache=EmbeddingsConfig().image_cache,
+        )
+    folder = bundle.folder / FOLDER
+    rows = int(read_index_info(folder).get("rows", 0)) or len(read_split(paths.splits, "train"))
+    context.log.info(f"{rows} gallery images indexed ({bundle.index_type}).")
     return dg.MaterializeResult(
         metadata={
-            "dagster/row_count": int(index.ntotal),
-            "index_type": config.index_type,
-            "dimension": int(index.d),
+            "dagster/row_count": rows,
+            "index_type": bundle.index_type,
+            "dimension": bundle.dimension,
             "index_file": dg.MetadataValue.path(str(folder / INDEX_FILE)),
+            **_bundle_metadata(bundle),
         }
     )
 
@@ -166,8 +214,9 @@ def faiss_index(
     deps=[faiss_index],
     kinds={"faiss"},
     description="Queries of eval_splits (default val; add test for the final evaluation) against "
-    "the gallery: Recall@K, kNN accuracy, MAP@R, per-class accuracy, confusion matrix. "
-    "artifacts/evaluation/{split}.json.",
+    "the served bundle's gallery: Recall@K, kNN accuracy, MAP@R, per-class accuracy, confusion "
+    "matrix. artifacts/evaluation/{split}.json (in the served bundle: the report of that model "
+    "and index).",
 )
 @_writes_artifacts
 def evaluation(
@@ -178,9 +227,10 @@ def evaluation(
     from imgcls_pipeline.core.search.report_files import write_evaluation_files
     from imgcls_pipeline.core.search.rerank import Reranker
 
-    index, gallery = load_index(paths.artifacts / FOLDER)
+    bundle = _served_bundle(paths)
+    index, gallery = load_index(bundle.folder / FOLDER)
     reranker = Reranker.build(index, config)  # once: dba_alpha_qe augments the whole gallery
-    metadata: dict = {}
+    metadata: dict = _bundle_metadata(bundle)
     for split in config.eval_splits:
         queries = read_split(paths.splits, split)
         if queries.empty:
@@ -190,7 +240,7 @@ def evaluation(
             metadata[f"{split}/queries"] = 0
             continue
         vectors = embeddings_store.read_embeddings(
-            paths.artifacts / embeddings_store.FOLDER, split, rows=len(queries)
+            bundle.folder / embeddings_store.FOLDER, split, rows=len(queries)
         )
         result = evaluate_split(
             queries,
@@ -202,7 +252,7 @@ def evaluation(
             rerank=reranker,
         )
         report_path = evaluation_store.write_evaluation(
-            paths.artifacts / evaluation_store.FOLDER,
+            bundle.folder / evaluation_store.FOLDER,
             split,
             result.metrics,
             min_val_recall_at_1=config.min_val_recall_at_1,
@@ -217,10 +267,13 @@ def evaluation(
 
 @dg.asset_check(
     asset=evaluation,
-    description="val Recall@1 is at least min_val_recall_at_1 (set in the evaluation config).",
+    blocking=True,
+    description="val Recall@1 is at least min_val_recall_at_1 (set in the evaluation config); "
+    "fails the run (and `imgcls`) when it is not.",
 )
 def val_recall_at_1_floor(paths: PipelinePaths) -> dg.AssetCheckResult:
-    report = evaluation_store.read_evaluation(paths.artifacts / evaluation_store.FOLDER, "val")
+    bundle = _served_bundle(paths)
+    report = evaluation_store.read_evaluation(bundle.folder / evaluation_store.FOLDER, "val")
     if report is None:
         return dg.AssetCheckResult(
             passed=False,
@@ -229,8 +282,11 @@ def val_recall_at_1_floor(paths: PipelinePaths) -> dg.AssetCheckResult:
         )
     floor = float(report.get("settings", {}).get("min_val_recall_at_1", 0.0))
     value = float(report["recall@1"])
+    passed = value >= floor
     return dg.AssetCheckResult(
-        passed=value >= floor,
-        description=f"val Recall@1 {value:.4f}, floor {floor:g}",
+        passed=passed,
+        description=f"val Recall@1 {value:.4f} of {bundle.model_version} is "
+        + ("at least" if passed else "below")
+        + f" min_val_recall_at_1 {floor:g}.",
         metadata=floor_check_metadata(value, floor),
     )

@@ -184,6 +184,8 @@ def test_predict_answers_good_files_and_names_bad_ones(pipeline: Path, capsys) -
             str(pipeline / "checkpoints" / "best_model.pt"),
             "--artifacts_dir",
             str(pipeline / "artifacts"),
+            "--models_dir",
+            str(pipeline / "models"),
             "--top_k",
             "3",
             "--output",
@@ -222,12 +224,14 @@ def test_predict_refuses_an_index_of_another_model(pipeline: Path, tmp_path: Pat
             str(other),
             "--artifacts_dir",
             str(pipeline / "artifacts"),
+            "--models_dir",
+            str(pipeline / "models"),
             str(pipeline / "data"),
         ]
     )
     assert code == 2
     err = capsys.readouterr().err
-    assert "was built with another checkpoint" in err and "--index_dir" in err
+    assert "is not the one the bundle" in err and "--index_dir" in err
 
 
 @pytest.mark.slow

@@ -11,7 +11,9 @@ EXPECTED_DEPS = {
     "splits": {"id_groups"},
     "image_cache": {"splits"},
     "trained_checkpoint": {"splits", "image_cache"},
-    "embeddings": {"trained_checkpoint", "splits"},
+    "model_version": {"trained_checkpoint"},
+    "served_model": {"model_version"},
+    "embeddings": {"served_model", "splits"},
     "faiss_index": {"embeddings"},
     "evaluation": {"faiss_index"},
 }
@@ -22,6 +24,8 @@ EXPECTED_GROUPS = {
     "splits": "data",
     "image_cache": "data",
     "trained_checkpoint": "training",
+    "model_version": "lifecycle",
+    "served_model": "lifecycle",
     "embeddings": "search",
     "faiss_index": "search",
     "evaluation": "search",
@@ -31,6 +35,7 @@ EXPECTED_CHECKS = {
     ("splits", "split_shares_near_ratios"),
     ("splits", "every_usable_photo_in_one_split"),
     ("evaluation", "val_recall_at_1_floor"),
+    ("served_model", "challenger_not_rejected"),
 }
 
 
@@ -58,14 +63,15 @@ def test_asset_checks() -> None:
     assert checks == EXPECTED_CHECKS
 
 
-def test_blocking_check_guards_splits() -> None:
-    specs = [
-        spec
-        for checks_def in defs.asset_checks
-        for spec in checks_def.check_specs
-        if spec.name == "no_id_in_two_splits"
-    ]
-    assert [spec.blocking for spec in specs] == [True]
+def test_blocking_checks_guard_splits_the_gate_and_the_floor() -> None:
+    # A failed blocking check stops the run and makes `imgcls` exit non-zero.
+    blocking = {
+        spec.name
+        for checks_def in [*defs.asset_checks, *defs.assets]
+        for spec in getattr(checks_def, "check_specs", ())
+        if spec.blocking
+    }
+    assert blocking == {"no_id_in_two_splits", "challenger_not_rejected", "val_recall_at_1_floor"}
 
 
 def test_training_uses_the_gpu_pool_and_resources() -> None:

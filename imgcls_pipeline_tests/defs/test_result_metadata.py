@@ -1,6 +1,7 @@
 import dagster as dg
 import pytest
 
+from imgcls_pipeline.core.lifecycle.bundle_files import Bundle, write_bundle_file
 from imgcls_pipeline.core.search import evaluation_store
 from imgcls_pipeline.core.search.evaluation import SplitEvaluation
 from imgcls_pipeline.core.search.report_files import Figures
@@ -26,7 +27,14 @@ METRICS = {
 
 
 def floor_check(tmp_path, floor: float) -> dg.AssetCheckResult:
-    folder = tmp_path / "artifacts" / evaluation_store.FOLDER
+    """The check on the served bundle's val report (the bundle holds only that report here)."""
+    bundle = Bundle(
+        tmp_path / "artifacts" / "bundles" / "b1", "b1", "v0001", "0", "", False, "flat", 8
+    )
+    bundle.folder.mkdir(parents=True)
+    write_bundle_file(bundle.folder, bundle)
+    (tmp_path / "artifacts" / "served").symlink_to("bundles/b1")
+    folder = bundle.folder / evaluation_store.FOLDER
     evaluation_store.write_evaluation(folder, "val", METRICS, min_val_recall_at_1=floor)
     paths = PipelinePaths(
         data_dir=str(tmp_path),
@@ -42,7 +50,7 @@ def test_the_floor_check_records_the_measured_recall_and_the_headroom(tmp_path):
     assert not result.passed
     values = {key: value.value for key, value in result.metadata.items()}
     assert values == {"val_recall@1": 0.8542, "floor": 0.9, "headroom": -0.0458}
-    assert result.description == "val Recall@1 0.8542, floor 0.9"
+    assert result.description == "val Recall@1 0.8542 of v0001 is below min_val_recall_at_1 0.9."
 
 
 def test_a_floor_of_zero_is_not_plotted_as_a_flat_line(tmp_path):

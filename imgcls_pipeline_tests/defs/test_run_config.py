@@ -29,6 +29,14 @@ def test_each_asset_gets_exactly_the_settings_it_uses() -> None:
         "splits": {"train_ratio", "val_ratio", "test_ratio", "seed"},
         "image_cache": {"image_cache", "image_size"},
         "trained_checkpoint": training | {"image_size", "seed", "recall_k_values", "image_cache"},
+        "served_model": {
+            "promotion_tolerance",
+            "min_val_recall_at_1",
+            "flip_tta",
+            "index_type",
+            "embedding_batch_size",
+            "image_cache",
+        },
         "embeddings": {"embedding_batch_size", "flip_tta", "image_cache"},
         "faiss_index": {"index_type"},
         "evaluation": {

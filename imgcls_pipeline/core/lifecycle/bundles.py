@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
+    from imgcls_pipeline.core.data.image_cache import CacheMode
     from imgcls_pipeline.core.search.inference import LoadedModel
 
 __all__ = [
@@ -71,14 +72,18 @@ def build_bundle(
     log: Callable[[str], None] = print,
     evaluation: EvaluationConfig | None = None,
     figures: bool = False,
+    image_cache: CacheMode = "auto",
 ) -> Bundle:
     """A complete, not yet served bundle of ``version`` for the current split tables.
 
     With ``reuse`` (a bundle of the same weights and flip_tta), a row whose photo has the same
     path, size and mtime is copied from it and only new or changed photos are embedded: the
     new-photos track. ``evaluation`` (default: the defaults) says which splits are evaluated
-    and how; ``figures`` also draws the HTML report and its PNGs.
+    and how; ``figures`` also draws the HTML report and its PNGs. Photos are read from the
+    decode-once image cache (``core.data.image_cache``) where it holds them, unless
+    ``image_cache`` is off.
     """
+    from imgcls_pipeline.core.data.image_cache import open_cache
     from imgcls_pipeline.core.data.split_files import read_splits
     from imgcls_pipeline.core.data.splitting import SPLITS
     from imgcls_pipeline.core.search import embeddings_store
@@ -99,6 +104,7 @@ def build_bundle(
     ):
         reuse = None  # another model's or another way's embeddings cannot be mixed in
     loaded = load_model(version.weights)
+    cache = open_cache(artifacts, data_dir, loaded.image_size, image_cache)
     build = temp_folder(Path(artifacts) / BUNDLES, "bundle")
     try:
         embeddings = build / embeddings_store.FOLDER
@@ -117,6 +123,7 @@ def build_bundle(
                     flip_tta=flip_tta,
                     progress=progress,
                     desc=f"embedding {split}",
+                    image_cache=cache,
                 ),
                 log=log,
                 split=split,

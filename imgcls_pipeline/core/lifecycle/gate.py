@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from imgcls_pipeline.core.atomic import write_text_atomic
 from imgcls_pipeline.core.lifecycle.bundle_files import (
@@ -30,6 +31,9 @@ from imgcls_pipeline.core.lifecycle.registry import LOCK_PURPOSE, ModelVersion, 
 from imgcls_pipeline.core.lifecycle.serving import discard_bundle, serve
 from imgcls_pipeline.core.locks import FolderLock
 from imgcls_pipeline.core.settings import EvaluationConfig, LifecycleSettings
+
+if TYPE_CHECKING:
+    from imgcls_pipeline.core.data.image_cache import CacheMode
 
 DECISIONS = "decisions.csv"
 DECISION_COLUMNS = (
@@ -190,6 +194,7 @@ def run_gate(
     manual: bool = False,
     progress: bool = False,
     figures: bool = False,
+    image_cache: CacheMode = "auto",
     log: Callable[[str], None] = print,
 ) -> GateDecision:
     """Build ``version``'s bundle for the current splits, score it and the served model on the
@@ -207,6 +212,7 @@ def run_gate(
         "log": log,
         "evaluation": evaluation,
         "figures": figures,
+        "image_cache": image_cache,
     }
     current = splits_fingerprint(splits_dir)
     served = served_bundle(artifacts)

@@ -21,6 +21,9 @@ from imgcls_pipeline.core.training import hub
 from imgcls_pipeline.core.training.checkpoint import read_checkpoint
 from imgcls_pipeline.core.training.pooling import GeM
 
+# EmbeddingModel's own state dict names its backbone's weights "backbone.…".
+OWN_BACKBONE_PREFIX = "backbone."
+
 
 class EmbeddingModel(nn.Module):
     """images (N, 3, H, W) normalised with ``mean``/``std`` -> (N, embedding_dim) unit vectors."""
@@ -127,6 +130,13 @@ def _create_from_file(name: str, path: Path, head_kwargs: dict[str, Any]) -> nn.
         # timm's reader: weights_only=True, .safetensors aware, unwraps "state_dict"/"model" keys
         # and DDP "module." prefixes.
         state_dict = timm.models.load_state_dict(str(path), weights_only=True)
+        # An imgcls model (models/<version>/model.pt, init_from: served): its backbone's weights.
+        if any(key.startswith(OWN_BACKBONE_PREFIX) for key in state_dict):
+            state_dict = {
+                key.removeprefix(OWN_BACKBONE_PREFIX): value
+                for key, value in state_dict.items()
+                if key.startswith(OWN_BACKBONE_PREFIX)
+            }
         result = model.load_state_dict(state_dict, strict=False)
     except Exception as err:  # torch, pickle and safetensors each raise their own types
         raise UserError(
