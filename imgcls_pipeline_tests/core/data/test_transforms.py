@@ -42,3 +42,48 @@ def test_resizing_follows_the_backbones_pretrained_config():
         if isinstance(t, v2.Resize)
     )
     assert resize.interpolation == v2.InterpolationMode.BICUBIC
+
+
+def test_hue_rotation_turns_the_hue_by_about_the_shift_and_keeps_the_luma():
+    """The cheap hue jitter (a YIQ rotation) does what a hue jitter must: a reddish pixel turns
+    toward yellow for a positive shift and toward magenta for a negative one, by roughly the
+    shift, its luma unchanged; zero changes nothing."""
+    import colorsys
+
+    import numpy as np
+    from PIL import Image
+
+    from imgcls_pipeline.core.data.transforms import hue_matrix
+
+    source = np.array([[[200, 60, 40]]], dtype=np.uint8)
+    image = Image.fromarray(source)
+    before = colorsys.rgb_to_hsv(*(source[0, 0] / 255))
+
+    def luma(rgb: np.ndarray) -> float:
+        return float(rgb @ np.array([0.299, 0.587, 0.114]))
+
+    assert np.array_equal(np.array(image.convert("RGB", hue_matrix(0.0))), source)
+    for shift in (0.04, -0.04):
+        turned = np.array(image.convert("RGB", hue_matrix(shift)))[0, 0].astype(float)
+        after = colorsys.rgb_to_hsv(*(turned / 255))
+        moved = (after[0] - before[0] + 0.5) % 1 - 0.5
+        assert np.sign(moved) == np.sign(shift)
+        assert 0.5 * abs(shift) <= abs(moved) <= 2 * abs(shift)
+        assert abs(luma(turned) - luma(source[0, 0].astype(float))) < 2.0
+
+
+def test_training_transform_runs_on_a_pillow_image_and_makes_a_normalised_tensor():
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from imgcls_pipeline.core.data.transforms import HueRotation, train_transform
+    from imgcls_pipeline.core.settings import AugmentationConfig
+
+    transform = train_transform(AugmentationConfig(), 64, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    assert any(isinstance(step, HueRotation) for step in transform.transforms)
+    rng = np.random.default_rng(0)
+    image = Image.fromarray((rng.random((80, 100, 3)) * 255).astype(np.uint8))
+    tensor = transform(image)
+    assert tensor.shape == (3, 64, 64) and tensor.dtype == torch.float32
+    assert float(tensor.min()) >= -1.0 and float(tensor.max()) <= 1.0
