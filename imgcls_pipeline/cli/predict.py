@@ -48,7 +48,7 @@ def run(command: str, tokens: Sequence[str]) -> int:
     if not positional:
         raise UserError(
             "Name one or more photos or folders to classify, e.g. "
-            "`imgcls predict --checkpoint ./checkpoints/best_model.pt photo.jpg`."
+            "`imgcls predict photo.jpg more_photos/`."
         )
     output = check_output_path(options["output"]) if "output" in options else None
     threshold = open_set_threshold(options.get("open_set_threshold"))

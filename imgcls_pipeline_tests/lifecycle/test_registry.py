@@ -14,6 +14,7 @@ from imgcls_pipeline.core.errors import UserError
 from imgcls_pipeline.core.hashing import file_sha256
 from imgcls_pipeline.core.lifecycle.folders import temp_folder
 from imgcls_pipeline.core.lifecycle.registry import (
+    epochs_run,
     list_versions,
     read_version,
     register_version,
@@ -45,6 +46,7 @@ def test_a_finished_run_becomes_the_next_immutable_version(
     assert record["backbone"] == "test_efficientnet" and record["embedding_dim"] == 32
     assert record["split_rows"] == {"train": 18, "val": 6, "test": 0}
     assert record["settings"]["training"]["total_epochs"] == 2
+    assert record["epochs"] == 2  # the epochs trained, not best_model.pt's (best) epoch
     assert 0 <= first.val_recall_at_1 <= 1
     assert not any(p.stat().st_mode & 0o222 for p in first.folder.iterdir())
     assert [v.version for v in list_versions(models)] == ["v0001", "v0002"]
@@ -105,3 +107,15 @@ def test_an_unknown_version_is_one_sentence_listing_the_known_ones(
         "`imgcls models` lists them."
     )
     assert list_versions(tmp_path / "nothing") == []
+
+
+def test_epochs_are_the_last_epoch_of_the_runs_metrics(tmp_path: Path) -> None:
+    """best_model.pt knows only its own (best) epoch; a run that stopped early at epoch 10 with
+    its best at 4 trained 10 epochs."""
+    metrics = tmp_path / "metrics.csv"
+    rows = "".join(f"{epoch},finetune,0.5\n" for epoch in range(1, 11))
+    metrics.write_text("epoch,phase,margin\n" + rows)
+    assert epochs_run(metrics, 4) == 10
+    assert epochs_run(tmp_path / "missing.csv", 4) == 4
+    (tmp_path / "odd.csv").write_text("step,loss\n1,0.5\n")
+    assert epochs_run(tmp_path / "odd.csv", 4) == 4

@@ -101,6 +101,7 @@ def register_version(checkpoint_dir: Path, models_dir: Path, splits_dir: Path) -
             numbers = [v.number for v in already.values()]
             name = version_name(max(numbers, default=0) + 1)
             record = _version_record(name, sha, checkpoint, splits_dir)
+            record["epochs"] = epochs_run(build / "metrics.csv", record["epochs"])
             write_text_atomic(build / VERSION_FILE, json.dumps(record, indent=2))
             for path in build.iterdir():
                 path.chmod(0o444)  # immutable: a version's files are never rewritten
@@ -132,6 +133,19 @@ def _version_record(
         "split_rows": _split_rows(splits_dir) if _same_splits(fingerprint, splits_dir) else {},
         "settings": checkpoint.get("config", {}),
     }
+
+
+def epochs_run(metrics: Path, fallback: int) -> int:
+    """How many epochs the run trained: the last epoch in its ``metrics.csv`` (``best_model.pt``
+    only knows its own, the best, epoch); ``fallback`` when the file is missing or unreadable."""
+    import csv
+
+    try:
+        with open(metrics, newline="", encoding="utf-8") as handle:
+            epochs = [int(row["epoch"]) for row in csv.DictReader(handle) if row.get("epoch")]
+    except (OSError, ValueError, KeyError, csv.Error):
+        return fallback
+    return max(epochs, default=fallback)
 
 
 def _same_splits(fingerprint: str, splits_dir: Path) -> bool:
