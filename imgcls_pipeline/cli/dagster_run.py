@@ -80,8 +80,17 @@ def print_event(entry: dg.EventLogEntry) -> None:
     if event.event_type in (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE):
         seconds = getattr(event.event_specific_data, "duration_ms", None)
         took = f" in {seconds / 1000:.1f} s" if seconds is not None else ""
-        verdict = "done" if event.event_type == dg.DagsterEventType.STEP_SUCCESS else "failed"
-        _print(f"[{event.step_key}] {verdict}{took}")
+        _print(f"[{event.step_key}] {_verdict(event)}{took}")
+
+
+def _verdict(event: dg.DagsterEvent) -> str:
+    if event.event_type == dg.DagsterEventType.STEP_SUCCESS:
+        return "done"
+    # The step's own work finished (a rejected challenger stays unserved, by design); a blocking
+    # check of it failed, and the sentence after the run says which and why.
+    if event.step_failure_data.error.cls_name == "DagsterAssetCheckFailedError":
+        return "done, but a blocking check failed (see below)"
+    return "failed"
 
 
 def _print(line: str) -> None:

@@ -112,6 +112,9 @@ def test_better_challenger_promoted_then_worse_rejected_with_nothing_served_chan
     error_lines = [line for line in captured.err.splitlines() if line.startswith("error: ")]
     assert len(error_lines) == 1 and "is below v0002's" in error_lines[0]
     assert "v0002 stays served" in error_lines[0]
+    # The gate's step did its work; only its blocking check failed: not a crash to the reader.
+    assert "[served_model] done, but a blocking check failed" in captured.err
+    assert "[served_model] failed" not in captured.err
     kept = served_bundle(artifacts)
     assert kept is not None and kept.bundle_id == second.bundle_id
     assert snapshot(models / "v0002", second.folder) == before
