@@ -75,6 +75,7 @@ from torch import nn
 from torchvision.transforms import v2
 
 from imgcls_pipeline.core.data.split_files import read_split
+from imgcls_pipeline.core.search.index import build_index
 from imgcls_pipeline.core.search.inference import embed_frame, load_model
 from imgcls_pipeline.core.search.metrics import (
     average_precision_at_r,
@@ -83,8 +84,12 @@ from imgcls_pipeline.core.search.metrics import (
     neighbours_needed,
     recall_hits,
 )
+from imgcls_pipeline.core.search.rerank import Reranker
+from imgcls_pipeline.core.settings import RerankSettings
 
 METRICS = ("Recall@1", "Recall@5", "MAP@R")
+# Rows scored from the default project run's checkpoint without training again.
+SEARCH_VARIANTS = ("flip_tta", "alpha_qe", "dba_alpha_qe", "last_epoch")
 MIN_IMAGE_SIZE = 32
 
 
@@ -295,11 +300,19 @@ def project_scores(
     seed: int,
     extra: list[str],
     env: dict[str, str],
-) -> dict[str, np.ndarray]:
+    search_variants: Sequence[str] = (),
+) -> dict[str, dict[str, np.ndarray]]:
+    """Scores of ``best_model.pt`` as trained (key "") and with each of ``search_variants``:
+    its embeddings with flip TTA, the search re-ranked (``alpha_qe``, ``dba_alpha_qe`` at the
+    settings' default k and α), or the last epoch's weights (``last_epoch``, latest_model.pt)."""
     settings = {
         "data_dir": data_dir,
         "splits_dir": splits,
         "checkpoint_dir": checkpoints,
+        # Each run is a project of its own: its first model, so the champion/challenger gate of
+        # one run never rejects another (imgcls train would exit 1) and no bundle is shared.
+        "artifacts_dir": checkpoints / "artifacts",
+        "models_dir": checkpoints / "models",
         "seed": seed,
         "backbone": quality_data.TIMM_NAME,
         "pretrained_path": weights,
@@ -309,14 +322,26 @@ def project_scores(
         "samples_per_class": args.samples_per_class,
     }
     imgcls("train", *flags(settings), "--fresh", *extra, env=env)
-    loaded = load_model(checkpoints / "best_model.pt", torch.device("cpu"))
     train, test = read_splits(splits)
-    return score(
-        embed_frame(loaded, test, data_dir),
-        test.class_name,
-        embed_frame(loaded, train, data_dir),
-        train.class_name,
-    )
+    loaded = load_model(checkpoints / "best_model.pt", torch.device("cpu"))
+    gallery, queries = embed_frame(loaded, train, data_dir), embed_frame(loaded, test, data_dir)
+    rows = {"": score(queries, test.class_name, gallery, train.class_name)}
+    for name in search_variants:
+        if name == "flip_tta":
+            flipped = [embed_frame(loaded, f, data_dir, flip_tta=True) for f in (test, train)]
+            rows[name] = score(flipped[0], test.class_name, flipped[1], train.class_name)
+        elif name == "last_epoch":
+            last = load_model(checkpoints / "latest_model.pt", torch.device("cpu"))
+            last_gallery = embed_frame(last, train, data_dir)
+            last_queries = embed_frame(last, test, data_dir)
+            rows[name] = score(last_queries, test.class_name, last_gallery, train.class_name)
+        else:
+            reranker = Reranker.build(build_index(gallery), RerankSettings(rerank=name))
+            searched = gallery if reranker.gallery is None else reranker.gallery
+            rows[name] = score(
+                reranker.queries(queries), test.class_name, searched, train.class_name
+            )
+    return rows
 
 
 def read_splits(splits: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -339,6 +364,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--samples_per_class", type=int, default=4)
     parser.add_argument("--methods", default="raw,plain,project")
     parser.add_argument("--variant", action="append", default=[], metavar="NAME=FLAGS")
+    parser.add_argument("--search_variants", default=",".join(SEARCH_VARIANTS))
     parser.add_argument("--bootstrap", type=int, default=2000)
     parser.add_argument("--out_dir", type=Path, default=Path("bench_out/quality"))
     parser.add_argument("--work_dir", type=Path, default=None)
@@ -352,6 +378,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     unknown = set(args.method_list) - {"raw", "plain", "project"}
     if unknown or (args.variant and "project" not in args.method_list):
         parser.error("--methods takes raw, plain and project (--variant needs project)")
+    args.search_variant_list = [v.strip() for v in args.search_variants.split(",") if v.strip()]
+    if set(args.search_variant_list) - set(SEARCH_VARIANTS):
+        parser.error(f"--search_variants takes {', '.join(SEARCH_VARIANTS)}")
     args.variants = {}
     for text in args.variant:
         name, sep, extra = text.partition("=")
@@ -409,9 +438,13 @@ def run(args: argparse.Namespace, work: Path, started: float) -> dict[str, dict[
                 log("  plain loop done")
             for number, (label, extra) in enumerate(project_rows.items()):
                 checkpoints = work / f"px{size}" / f"checkpoints_{seed}_{number}"
-                rows.setdefault(f"{label} @{size}", {})[seed] = project_scores(
-                    args, weights, data_dir, splits, checkpoints, size, seed, extra, env
+                searched = args.search_variant_list if label == "project" else ()
+                scored = project_scores(
+                    args, weights, data_dir, splits, checkpoints, size, seed, extra, env, searched
                 )
+                for suffix, scores in scored.items():
+                    name = f"{label} + {suffix}" if suffix else label
+                    rows.setdefault(f"{name} @{size}", {})[seed] = scores
                 log(f"  {label} done")
             write_results(args, rows, started, complete=False)
     return rows
@@ -436,6 +469,53 @@ def table(rows: dict[str, dict[int, dict[str, np.ndarray]]], resamples: int) -> 
             }
         out.append(entry)
     return out
+
+
+def comparisons(rows: dict[str, dict[int, dict[str, np.ndarray]]]) -> list[tuple[str, str]]:
+    """(row, baseline) pairs to difference: every ``project + X`` against ``project`` of its size,
+    and ``project`` against raw pixels and the plain loop (the issue's targets)."""
+    pairs = []
+    for label in rows:
+        name, _, size = label.rpartition(" @")
+        if name.startswith("project + "):
+            pairs.append((label, f"project @{size}"))
+        elif name == "project":
+            pairs += [(label, f"raw pixels @{size}"), (label, f"plain loop @{size}")]
+    return [(a, b) for a, b in pairs if b in rows]
+
+
+def differences(rows: dict[str, dict[int, dict[str, np.ndarray]]], resamples: int) -> list[dict]:
+    """Paired differences (row − baseline) on the seeds both hold: the same test queries are
+    resampled for both, so the interval shows whether the change itself is beyond the noise of
+    which queries were drawn (not of training: that is what several seeds are for)."""
+    rng = np.random.default_rng(1)
+    out = []
+    for label, baseline in comparisons(rows):
+        seeds = sorted(set(rows[label]) & set(rows[baseline]))
+        if not seeds:
+            continue
+        entry = {"method": label, "baseline": baseline, "seeds": seeds}
+        for metric in METRICS:
+            values = []
+            for seed in seeds:
+                delta = rows[label][seed][metric] - rows[baseline][seed][metric]
+                values.append(delta[~np.isnan(delta)])
+            mean, low, high = bootstrap(values, resamples, rng)
+            entry[metric] = {"mean": mean, "ci95": [low, high]}
+        out.append(entry)
+    return out
+
+
+def difference_markdown(entries: list[dict]) -> str:
+    header = "| difference | seeds | " + " | ".join(f"Δ {m}" for m in METRICS) + " |"
+    lines = [header, "|---|---|" + "---|" * len(METRICS)]
+    for e in entries:
+        cells = [
+            f"{e[m]['mean']:+.3f} [{e[m]['ci95'][0]:+.3f}, {e[m]['ci95'][1]:+.3f}]" for m in METRICS
+        ]
+        seeds = ",".join(map(str, e["seeds"]))
+        lines.append(f"| {e['method']} − {e['baseline']} | {seeds} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def markdown(entries: list[dict]) -> str:
@@ -467,7 +547,7 @@ def write_results(
     settings = {
         k: (str(v) if isinstance(v, Path) else v)
         for k, v in vars(args).items()
-        if k not in ("size_list", "method_list", "variant")
+        if k not in ("size_list", "method_list", "variant", "search_variant_list")
     }
     status = "complete" if complete else "PARTIAL (run still going or cut short)"
     note = (
@@ -475,10 +555,17 @@ def write_results(
         f"{args.epochs} epochs; mean [bootstrap 95% interval, {args.bootstrap} resamples of the "
         f"test queries within each seed, pooled over seeds]; {minutes:.1f} min"
     )
-    text = f"{markdown(entries)}\n\n{note}"
+    deltas = differences(rows, args.bootstrap)
+    text = f"{markdown(entries)}\n\n{difference_markdown(deltas)}\n\n{note}"
     args.out_dir.mkdir(parents=True, exist_ok=True)
     (args.out_dir / "table.md").write_text(f"{text}\n", encoding="utf-8")
-    report = {"complete": complete, "settings": settings, "minutes": minutes, "rows": entries}
+    report = {
+        "complete": complete,
+        "settings": settings,
+        "minutes": minutes,
+        "rows": entries,
+        "differences": deltas,
+    }
     (args.out_dir / "table.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
     return text
 

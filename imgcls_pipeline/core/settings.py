@@ -202,6 +202,10 @@ class ModelConfig(Settings):
     arcface_m_finetune: float = Field(0.5, ge=0, description="ArcFace margin m after warm-up.")
 
 
+# Which backbone BatchNorm running statistics training updates (core/training/loop.apply_phase).
+BatchNormStatistics = Literal["frozen_in_warmup", "always_update", "frozen"]
+
+
 class TrainingConfig(Settings):
     warmup_epochs: int = Field(5, ge=0, description="Epochs with the backbone frozen.")
     total_epochs: int = Field(50, gt=0, description="Epochs in all, warm-up included.")
@@ -211,6 +215,11 @@ class TrainingConfig(Settings):
     samples_per_class: int = Field(4, gt=0, description="K of a P×K batch (photos per class).")
     gradient_accumulation_steps: int | None = Field(
         None, ge=1, description="Batches per optimiser step; none picks it from the GPU table."
+    )
+    batchnorm_statistics: BatchNormStatistics = Field(
+        "frozen",
+        description="Backbone BatchNorm running statistics: frozen (the pretrained ones "
+        "throughout), frozen_in_warmup (then updated from each batch) or always_update.",
     )
     learning_rate: float = Field(1e-4, gt=0, description="AdamW learning rate.")
     head_lr_multiplier: float = Field(

@@ -52,6 +52,12 @@ REJECTED = [
     ("num_workers", -1, "num_workers must be 0 or more, or none, not -1."),
     ("compile", "yes", "compile must be one of off, on, auto, not 'yes'."),
     (
+        "batchnorm_statistics",
+        "sometimes",
+        "batchnorm_statistics must be one of frozen_in_warmup, always_update, frozen, "
+        "not 'sometimes'.",
+    ),
+    (
         "scheduler_type",
         "step",
         "scheduler_type must be one of cosine_warm_restarts, reduce_on_plateau, not 'step'.",
@@ -166,6 +172,7 @@ DEFAULTS_AS_STORED = {
         "num_classes_per_batch": None,
         "samples_per_class": 4,
         "gradient_accumulation_steps": None,
+        "batchnorm_statistics": "frozen",
         "learning_rate": 1e-4,
         "head_lr_multiplier": 1.0,
         "weight_decay": 1e-4,

@@ -328,8 +328,23 @@ def _flatten(config: dict[str, Any]) -> dict[str, Any]:
     return flat
 
 
+# Settings whose default changed after they were introduced: a checkpoint that lacks one was
+# trained before it existed, with the behaviour written here, not with today's default.
+# batchnorm_statistics: the quality benchmark (issue 7) made "frozen" the default.
+BEHAVIOUR_BEFORE_SETTING: dict[str, dict[str, Any]] = {
+    "training": {"batchnorm_statistics": "frozen_in_warmup"},
+}
+
+
 def _known(raw: dict[str, Any]) -> dict[str, Any]:
-    """``raw`` without the settings this version no longer has (they cannot be passed again)."""
+    """``raw`` without the settings this version no longer has (they cannot be passed again),
+    plus ``BEHAVIOUR_BEFORE_SETTING`` where it predates a setting whose default changed."""
+    raw = {
+        key: {**BEHAVIOUR_BEFORE_SETTING.get(key, {}), **value}
+        if isinstance(value, dict)
+        else value
+        for key, value in raw.items()
+    }
     known: dict[str, Any] = {}
     for key, value in raw.items():
         field = PipelineConfig.model_fields.get(key)

@@ -49,7 +49,12 @@ from imgcls_pipeline.core.progress import progress as progress_bar
 from imgcls_pipeline.core.search.embedding import Interrupted, compute_embeddings
 from imgcls_pipeline.core.search.index import build_index, search
 from imgcls_pipeline.core.search.metrics import neighbour_codes, recall_at_k
-from imgcls_pipeline.core.settings import ModelConfig, PipelineConfig, TrainingConfig
+from imgcls_pipeline.core.settings import (
+    BatchNormStatistics,
+    ModelConfig,
+    PipelineConfig,
+    TrainingConfig,
+)
 from imgcls_pipeline.core.training import checkpoint as ckpt
 from imgcls_pipeline.core.training import compiling, distributed
 from imgcls_pipeline.core.training.arcface import ArcFace, adacos_scale
@@ -244,7 +249,7 @@ def train(
         # --- phase ---
         phase = phase_for_epoch(epoch, config.training.warmup_epochs)
         net.train()
-        apply_phase(model, arcface, phase, config.model)
+        apply_phase(model, arcface, phase, config.model, config.training.batchnorm_statistics)
         if stepped is None or epoch == config.training.warmup_epochs:
             # DDP registers the parameters that require grad when it is built, and a compiled
             # graph is specialised to them: build both after freezing, and again when the backbone
@@ -450,15 +455,30 @@ def arcface_scale(model_cfg: ModelConfig, num_classes: int) -> float:
 
 
 def apply_phase(
-    model: EmbeddingModel, arcface: ArcFace, phase: Phase, model_cfg: ModelConfig
+    model: EmbeddingModel,
+    arcface: ArcFace,
+    phase: Phase,
+    model_cfg: ModelConfig,
+    batchnorm_statistics: BatchNormStatistics,
 ) -> None:
-    """Freeze or unfreeze the backbone and set the margin; call after ``module.train()``."""
+    """Freeze or unfreeze the backbone, set the margin and which BatchNorm running statistics
+    update (``TrainingConfig.batchnorm_statistics``); call after ``module.train()``."""
     frozen = phase == "warmup"
     model.backbone.requires_grad_(not frozen)
-    if frozen:
-        # requires_grad=False alone would still update BatchNorm running statistics in train mode.
-        model.backbone.eval()
+    # requires_grad=False alone would still update BatchNorm running statistics in train mode;
+    # eval mode keeps the pretrained ones (and normalises with them instead of the batch's).
+    if frozen and batchnorm_statistics != "always_update":
+        model.backbone.eval()  # nothing in a frozen backbone is trained: no dropout either
+    elif batchnorm_statistics == "frozen":
+        freeze_batchnorm(model.backbone)  # its other layers train as usual
     arcface.margin = margin_for_phase(phase, model_cfg)
+
+
+def freeze_batchnorm(module: nn.Module) -> None:
+    """Every BatchNorm layer of ``module`` to eval mode; other layers keep their mode."""
+    for layer in module.modules():
+        if isinstance(layer, nn.modules.batchnorm._BatchNorm):
+            layer.eval()
 
 
 # --- optimiser and learning-rate schedule (both schedules step once per epoch) ---

@@ -162,3 +162,20 @@ def test_a_truncated_best_model_of_the_latest_epoch_is_rebuilt(tmp_path):
     best = ckpt.read_checkpoint(folder / ckpt.BEST)
     assert best["epoch"] == 4 and "optimizer" not in best
     assert ckpt.check_best_checkpoint(folder) is None
+
+
+def test_a_checkpoint_from_before_batchnorm_statistics_resumes_only_as_it_trained(tmp_path):
+    # Those runs updated the statistics after the warm-up; the default is now "frozen".
+    config = tiny_config()
+    saved = saved_run(config)
+    del saved["config"]["training"]["batchnorm_statistics"]
+    with pytest.raises(
+        UserError, match=r"batchnorm_statistics differs \('frozen_in_warmup' -> 'frozen'\)"
+    ):
+        ckpt.check_resume_compatible(
+            saved, config=config, path=tmp_path, classes=["a", "b"], fingerprint="f1"
+        )
+    config.training.batchnorm_statistics = "frozen_in_warmup"
+    ckpt.check_resume_compatible(
+        saved, config=config, path=tmp_path, classes=["a", "b"], fingerprint="f1"
+    )

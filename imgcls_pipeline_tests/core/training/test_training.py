@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from torch import nn
 
 from imgcls_pipeline.core.errors import UserError
 from imgcls_pipeline.core.hardware import DeviceProps, amp_settings, resolve_hardware
@@ -130,15 +131,46 @@ def test_warmup_phase_freezes_the_backbone_and_its_batchnorm():
     model = build_embedding_model(config.model)
     arcface = ArcFace(32, 3, m=0.0)
     model.train()
-    apply_phase(model, arcface, "warmup", config.model)
+    apply_phase(model, arcface, "warmup", config.model, config.training.batchnorm_statistics)
     assert not any(p.requires_grad for p in model.backbone.parameters())
     assert not model.backbone.training
     assert all(p.requires_grad for p in model.head.parameters())
     assert arcface.margin == config.model.arcface_m_warmup
     model.train()
-    apply_phase(model, arcface, "finetune", config.model)
+    apply_phase(model, arcface, "finetune", config.model, config.training.batchnorm_statistics)
     assert all(p.requires_grad for p in model.parameters()) and model.backbone.training
     assert arcface.margin == config.model.arcface_m_finetune
+
+
+@pytest.mark.parametrize(
+    ("statistics", "updated_in_warmup", "updated_in_finetune"),
+    [
+        ("frozen_in_warmup", False, True),
+        ("always_update", True, True),
+        ("frozen", False, False),
+    ],
+)
+def test_batchnorm_statistics_setting_decides_which_phases_update_them(
+    statistics, updated_in_warmup, updated_in_finetune
+):
+    config = tiny_config(batchnorm_statistics=statistics)
+    model = build_embedding_model(config.model)
+    arcface = ArcFace(32, 3, m=0.0)
+    norms = [m for m in model.backbone.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    assert norms
+
+    def updates(phase: str) -> bool:
+        model.train()
+        apply_phase(model, arcface, phase, config.model, config.training.batchnorm_statistics)
+        before = [n.running_mean.clone() for n in norms]
+        model(torch.randn(4, 3, 64, 64) * 3 + 1)
+        return not all(torch.equal(b, n.running_mean) for b, n in zip(before, norms, strict=True))
+
+    assert updates("warmup") == updated_in_warmup
+    assert updates("finetune") == updated_in_finetune
+    # The backbone's weights still follow the phase, whatever happens to the statistics.
+    assert all(p.requires_grad for p in model.backbone.parameters())
+    assert model.head.training
 
 
 def test_gradient_accumulation_equals_one_big_batch():
@@ -150,7 +182,9 @@ def test_gradient_accumulation_equals_one_big_batch():
     def step(batches, accum_steps):
         clone = copy.deepcopy(net).train()
         # Backbone BatchNorm in eval mode: each image's gradient is independent of its batch.
-        apply_phase(clone.model, clone.arcface, "warmup", config.model)
+        apply_phase(
+            clone.model, clone.arcface, "warmup", config.model, config.training.batchnorm_statistics
+        )
         # Plain SGD: the update is proportional to the gradient (Adam's first step is not).
         optimizer = torch.optim.SGD(clone.parameters(), lr=0.5)
         scaler = torch.amp.GradScaler("cpu", enabled=False)
