@@ -80,16 +80,31 @@ from imgcls_pipeline.core.search.inference import embed_frame, load_model
 from imgcls_pipeline.core.search.metrics import (
     average_precision_at_r,
     encode_labels,
+    knn_vote,
     neighbour_codes,
     neighbours_needed,
     recall_hits,
 )
 from imgcls_pipeline.core.search.rerank import Reranker
-from imgcls_pipeline.core.settings import RerankSettings
+from imgcls_pipeline.core.settings import EvaluationConfig, RerankSettings
 
-METRICS = ("Recall@1", "Recall@5", "MAP@R")
+METRICS = ("Recall@1", "Recall@5", "MAP@R", "Accuracy")
+# Accuracy: the class the project's classification gives (imgcls predict, evaluation's
+# "accuracy"): a similarity-weighted vote of the top_k nearest gallery photos, top_k's default.
+VOTE_TOP_K = EvaluationConfig().top_k
 # Rows scored from the default project run's checkpoint without training again.
-SEARCH_VARIANTS = ("flip_tta", "alpha_qe", "dba_alpha_qe", "last_epoch")
+# majority_vote: Accuracy by one vote per neighbour instead of weighted by similarity.
+SEARCH_VARIANTS = ("flip_tta", "alpha_qe", "dba_alpha_qe", "last_epoch", "majority_vote")
+# --ablation: one training run per row, each one setting away from the defaults. The EMA decay
+# suits these short runs (about 150 optimiser steps), not a 50-epoch one.
+ABLATION = {
+    "bn_frozen_in_warmup": "--batchnorm_statistics=frozen_in_warmup",
+    "head_lr_x10": "--head_lr_multiplier=10",
+    "subcenters_3": "--arcface_subcenters=3",
+    "gem": "--pooling=gem",
+    "adacos": "--arcface_scale_mode=adacos",
+    "ema_0.98": "--ema_decay=0.98",
+}
 MIN_IMAGE_SIZE = 32
 
 
@@ -101,23 +116,31 @@ def score(
     query_labels: Sequence[str],
     gallery: np.ndarray,
     gallery_labels: Sequence[str],
+    *,
+    weighted_vote: bool = True,
 ) -> dict[str, np.ndarray]:
-    """Per test query: hit in the top 1, hit in the top 5, AP@R; exact cosine ranking.
+    """Per test query: hit in the top 1, hit in the top 5, AP@R, vote correct; exact cosine
+    ranking. The vote is ``knn_vote`` over the ``VOTE_TOP_K`` nearest, weighted by similarity or
+    (``weighted_vote`` False) one vote each.
 
     Equal similarities rank by gallery row (stable sort), as the project's search does.
     """
     classes = sorted(set(gallery_labels) | set(query_labels))
     query_codes = encode_labels(list(query_labels), classes)
     gallery_codes = encode_labels(list(gallery_labels), classes)
-    depth = max(neighbours_needed(list(gallery_labels)), 5)
+    depth = max(neighbours_needed(list(gallery_labels)), 5, VOTE_TOP_K)
     similarity = _unit(queries) @ _unit(gallery).T
     ranked = np.argsort(-similarity, axis=1, kind="stable")[:, :depth]
     neighbours = neighbour_codes(ranked, gallery_codes)
+    # knn_vote reads squared L2 between unit vectors: 2 − 2·cos (all 0: equal weights).
+    distances = 2.0 - 2.0 * np.take_along_axis(similarity, ranked, axis=1)
+    voted, _ = knn_vote(neighbours, distances if weighted_vote else 0 * distances, VOTE_TOP_K)
     counts = np.bincount(gallery_codes, minlength=len(classes))
     return {
         "Recall@1": recall_hits(query_codes, neighbours, 1).astype(np.float64),
         "Recall@5": recall_hits(query_codes, neighbours, 5).astype(np.float64),
         "MAP@R": average_precision_at_r(query_codes, neighbours, counts),
+        "Accuracy": (voted == query_codes).astype(np.float64),
     }
 
 
@@ -330,6 +353,10 @@ def project_scores(
         if name == "flip_tta":
             flipped = [embed_frame(loaded, f, data_dir, flip_tta=True) for f in (test, train)]
             rows[name] = score(flipped[0], test.class_name, flipped[1], train.class_name)
+        elif name == "majority_vote":
+            rows[name] = score(
+                queries, test.class_name, gallery, train.class_name, weighted_vote=False
+            )
         elif name == "last_epoch":
             last = load_model(checkpoints / "latest_model.pt", torch.device("cpu"))
             last_gallery = embed_frame(last, train, data_dir)
@@ -357,13 +384,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--phase", choices=("tune", "report"), default="report")
     parser.add_argument("--tune_seeds", default="1,2")
     parser.add_argument("--report_seeds", default="11,12")
-    parser.add_argument("--per_class", type=int, default=40)
+    parser.add_argument("--per_class", type=int, default=100)
     parser.add_argument("--sizes", default="64,128")
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--warmup_epochs", type=int, default=1)
     parser.add_argument("--samples_per_class", type=int, default=4)
     parser.add_argument("--methods", default="raw,plain,project")
     parser.add_argument("--variant", action="append", default=[], metavar="NAME=FLAGS")
+    parser.add_argument(
+        "--ablation",
+        action="store_true",
+        help="add the rows of ABLATION: " + ", ".join(f"{k} ({v})" for k, v in ABLATION.items()),
+    )
     parser.add_argument("--search_variants", default=",".join(SEARCH_VARIANTS))
     parser.add_argument("--bootstrap", type=int, default=2000)
     parser.add_argument("--out_dir", type=Path, default=Path("bench_out/quality"))
@@ -376,12 +408,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args.size_list = _ints(args.sizes)
     args.method_list = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = set(args.method_list) - {"raw", "plain", "project"}
-    if unknown or (args.variant and "project" not in args.method_list):
+    if unknown or ((args.variant or args.ablation) and "project" not in args.method_list):
         parser.error("--methods takes raw, plain and project (--variant needs project)")
     args.search_variant_list = [v.strip() for v in args.search_variants.split(",") if v.strip()]
     if set(args.search_variant_list) - set(SEARCH_VARIANTS):
         parser.error(f"--search_variants takes {', '.join(SEARCH_VARIANTS)}")
-    args.variants = {}
+    args.variants = {name: [flag] for name, flag in ABLATION.items()} if args.ablation else {}
     for text in args.variant:
         name, sep, extra = text.partition("=")
         if not sep or not name.strip():
