@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import json
 import os
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
@@ -216,10 +216,11 @@ class TrainingConfig(Settings):
     gradient_accumulation_steps: int | None = Field(
         None, ge=1, description="Batches per optimiser step; none picks it from the GPU table."
     )
-    batchnorm_statistics: BatchNormStatistics = Field(
-        "frozen",
+    batchnorm_statistics: Literal["auto", "frozen", "frozen_in_warmup", "always_update"] = Field(
+        "auto",
         description="Backbone BatchNorm running statistics: frozen (the pretrained ones "
-        "throughout), frozen_in_warmup (then updated from each batch) or always_update.",
+        "throughout), frozen_in_warmup (then updated from each batch), always_update, or auto "
+        "(frozen for pretrained weights, frozen_in_warmup for random ones).",
     )
     learning_rate: float = Field(1e-4, gt=0, description="AdamW learning rate.")
     head_lr_multiplier: float = Field(
@@ -261,6 +262,17 @@ class TrainingConfig(Settings):
         0.5, gt=0, lt=1, description="Factor reduce_on_plateau multiplies the rate by."
     )
     fresh: bool = Field(False, description="Start over instead of resuming from latest_model.pt.")
+
+
+def effective_batchnorm_statistics(value: str, model_cfg: ModelConfig) -> BatchNormStatistics:
+    """What ``batchnorm_statistics`` does for this model: "auto" freezes the statistics of
+    pretrained weights (the quality benchmark's finding: small P×K batches of another domain
+    overwrite them and undo the pretrained features) and keeps the warm-up-only freeze for random
+    weights, whose initial statistics mean nothing."""
+    if value in get_args(BatchNormStatistics):
+        return cast(BatchNormStatistics, value)
+    starts_pretrained = model_cfg.pretrained or bool(model_cfg.pretrained_path)
+    return "frozen" if starts_pretrained else "frozen_in_warmup"
 
 
 class AugmentationConfig(Settings):

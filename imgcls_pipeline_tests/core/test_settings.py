@@ -8,7 +8,12 @@ from pathlib import Path
 import pytest
 
 from imgcls_pipeline.core.errors import UserError
-from imgcls_pipeline.core.settings import PipelineConfig, setting_fields
+from imgcls_pipeline.core.settings import (
+    ModelConfig,
+    PipelineConfig,
+    effective_batchnorm_statistics,
+    setting_fields,
+)
 from imgcls_pipeline.core.settings_sources import (
     parse_setting_flags,
     read_settings_file,
@@ -54,7 +59,7 @@ REJECTED = [
     (
         "batchnorm_statistics",
         "sometimes",
-        "batchnorm_statistics must be one of frozen_in_warmup, always_update, frozen, "
+        "batchnorm_statistics must be one of auto, frozen, frozen_in_warmup, always_update, "
         "not 'sometimes'.",
     ),
     (
@@ -172,7 +177,7 @@ DEFAULTS_AS_STORED = {
         "num_classes_per_batch": None,
         "samples_per_class": 4,
         "gradient_accumulation_steps": None,
-        "batchnorm_statistics": "frozen",
+        "batchnorm_statistics": "auto",
         "learning_rate": 1e-4,
         "head_lr_multiplier": 1.0,
         "weight_decay": 1e-4,
@@ -469,3 +474,20 @@ def test_ratios_are_checked_after_every_source_is_merged(tmp_path: Path) -> None
         0.1,
         0.1,
     )
+
+
+@pytest.mark.parametrize(
+    ("value", "pretrained", "pretrained_path", "effective"),
+    [
+        ("auto", True, None, "frozen"),
+        ("auto", False, "weights.pth", "frozen"),
+        ("auto", False, None, "frozen_in_warmup"),
+        ("always_update", True, None, "always_update"),
+        ("frozen", False, None, "frozen"),
+    ],
+)
+def test_auto_batchnorm_statistics_freeze_only_pretrained_ones(
+    value, pretrained, pretrained_path, effective
+):
+    model = ModelConfig(pretrained=pretrained, pretrained_path=pretrained_path)
+    assert effective_batchnorm_statistics(value, model) == effective

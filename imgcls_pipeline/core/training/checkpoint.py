@@ -37,7 +37,12 @@ from pydantic import BaseModel
 from imgcls_pipeline.core.atomic import is_orphan_temp_file, write_atomic, write_text_atomic
 from imgcls_pipeline.core.data.split_files import split_path
 from imgcls_pipeline.core.errors import UserError, describe
-from imgcls_pipeline.core.settings import EvaluationConfig, LifecycleSettings, PipelineConfig
+from imgcls_pipeline.core.settings import (
+    EvaluationConfig,
+    LifecycleSettings,
+    PipelineConfig,
+    effective_batchnorm_statistics,
+)
 from imgcls_pipeline.core.tables import read_table
 
 FORMAT = "imgcls_pipeline.checkpoint/1"
@@ -299,8 +304,8 @@ def check_resume_compatible(
     """Refuse to resume when a setting outside ``RESUMABLE_CHANGES``, the class list or the
     splits differ from the checkpoint's run, naming every difference."""
     # A key an older checkpoint lacks had the value that is today's default.
-    saved = _flatten(PipelineConfig.from_dict(_known(checkpoint["config"])).to_dict())
-    wanted = _flatten(config.to_dict())
+    saved = _effective(PipelineConfig.from_dict(_known(checkpoint["config"])))
+    wanted = _effective(config)
     differences = [
         f"{key.split('.')[-1]} differs ({saved[key]!r} -> {wanted[key]!r})"
         for key in wanted
@@ -318,6 +323,15 @@ def check_resume_compatible(
         )
 
 
+def _effective(config: PipelineConfig) -> dict[str, Any]:
+    """The flattened settings with "auto" values replaced by what they did in that run."""
+    flat = _flatten(config.to_dict())
+    flat["training.batchnorm_statistics"] = effective_batchnorm_statistics(
+        config.training.batchnorm_statistics, config.model
+    )
+    return flat
+
+
 def _flatten(config: dict[str, Any]) -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for key, value in config.items():
@@ -330,7 +344,7 @@ def _flatten(config: dict[str, Any]) -> dict[str, Any]:
 
 # Settings whose default changed after they were introduced: a checkpoint that lacks one was
 # trained before it existed, with the behaviour written here, not with today's default.
-# batchnorm_statistics: the quality benchmark (issue 7) made "frozen" the default.
+# batchnorm_statistics: its default "auto" freezes pretrained statistics (issue 7's benchmark).
 BEHAVIOUR_BEFORE_SETTING: dict[str, dict[str, Any]] = {
     "training": {"batchnorm_statistics": "frozen_in_warmup"},
 }

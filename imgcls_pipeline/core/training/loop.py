@@ -54,6 +54,7 @@ from imgcls_pipeline.core.settings import (
     ModelConfig,
     PipelineConfig,
     TrainingConfig,
+    effective_batchnorm_statistics,
 )
 from imgcls_pipeline.core.training import checkpoint as ckpt
 from imgcls_pipeline.core.training import compiling, distributed
@@ -241,6 +242,9 @@ def train(
     # little towards unchanged weights, which needs no special case.
     ema_update = functools.partial(parts.ema.update, model) if parts.ema is not None else _nothing
     show = progress and info.is_main
+    batchnorm_statistics = effective_batchnorm_statistics(
+        config.training.batchnorm_statistics, config.model
+    )
     epochs = range(state.epoch, config.training.total_epochs)
     # The overall bar's ETA assumes every epoch runs; early stopping can end sooner.
     for epoch in progress_bar(epochs, desc="training", unit="epoch", enabled=show, position=0):
@@ -249,7 +253,7 @@ def train(
         # --- phase ---
         phase = phase_for_epoch(epoch, config.training.warmup_epochs)
         net.train()
-        apply_phase(model, arcface, phase, config.model, config.training.batchnorm_statistics)
+        apply_phase(model, arcface, phase, config.model, batchnorm_statistics)
         if stepped is None or epoch == config.training.warmup_epochs:
             # DDP registers the parameters that require grad when it is built, and a compiled
             # graph is specialised to them: build both after freezing, and again when the backbone

@@ -165,8 +165,9 @@ def test_a_truncated_best_model_of_the_latest_epoch_is_rebuilt(tmp_path):
 
 
 def test_a_checkpoint_from_before_batchnorm_statistics_resumes_only_as_it_trained(tmp_path):
-    # Those runs updated the statistics after the warm-up; the default is now "frozen".
+    # Those runs updated the statistics after the warm-up; "auto" now freezes pretrained ones.
     config = tiny_config()
+    config.model.pretrained_path = "weights.pth"  # pretrained weights: "auto" means frozen
     saved = saved_run(config)
     del saved["config"]["training"]["batchnorm_statistics"]
     with pytest.raises(
@@ -176,6 +177,16 @@ def test_a_checkpoint_from_before_batchnorm_statistics_resumes_only_as_it_traine
             saved, config=config, path=tmp_path, classes=["a", "b"], fingerprint="f1"
         )
     config.training.batchnorm_statistics = "frozen_in_warmup"
+    ckpt.check_resume_compatible(
+        saved, config=config, path=tmp_path, classes=["a", "b"], fingerprint="f1"
+    )
+
+
+def test_a_run_from_random_weights_resumes_with_auto_as_before(tmp_path):
+    config = tiny_config()  # pretrained=False: "auto" keeps the warm-up-only freeze
+    saved = saved_run(config)
+    del saved["config"]["training"]["batchnorm_statistics"]
+    assert config.training.batchnorm_statistics == "auto"
     ckpt.check_resume_compatible(
         saved, config=config, path=tmp_path, classes=["a", "b"], fingerprint="f1"
     )
