@@ -149,7 +149,7 @@ class EmbeddingBatchSetting(Settings):
 
 
 class RerankSettings(Settings):
-    # Off until the quality benchmark (issue 7) measures a gain. See core/search/rerank.py.
+    # Off by default: the quality benchmark measured no Recall@1 gain (README "결과"; rerank.py).
     rerank: Literal["none", "alpha_qe", "dba_alpha_qe"] = Field(
         "none",
         description="Re-ranking at search time: none, alpha_qe (query expansion) or dba_alpha_qe "
@@ -164,7 +164,7 @@ class RerankSettings(Settings):
 
 
 class FlipTtaSetting(Settings):
-    # Off until the quality benchmark (issue 7) measures a gain; training's validation never flips.
+    # Off by default: no Recall@1 gain in the quality benchmark; training's validation never flips.
     flip_tta: bool = Field(
         False,
         description="Embed each photo and its mirror image, and keep their normalised sum.",
