@@ -548,28 +548,39 @@ def differences(rows: dict[str, dict[int, dict[str, np.ndarray]]], resamples: in
 
 
 def difference_markdown(entries: list[dict]) -> str:
-    header = "| difference | seeds | " + " | ".join(f"Δ {m}" for m in METRICS) + " |"
-    lines = [header, "|---|---|" + "---|" * len(METRICS)]
-    for e in entries:
-        cells = [
-            f"{e[m]['mean']:+.3f} [{e[m]['ci95'][0]:+.3f}, {e[m]['ci95'][1]:+.3f}]" for m in METRICS
+    rows = [
+        [
+            f"{e['method']} − {e['baseline']}",
+            ",".join(map(str, e["seeds"])),
+            *(_cell(e[m], "+") for m in METRICS),
         ]
-        seeds = ",".join(map(str, e["seeds"]))
-        lines.append(f"| {e['method']} − {e['baseline']} | {seeds} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        for e in entries
+    ]
+    return _table(["difference", "seeds", *(f"Δ {m}" for m in METRICS)], rows)
 
 
 def markdown(entries: list[dict]) -> str:
     # The seeds and query count per row: a partial table's rows need not cover the same seeds.
-    header = "| method @ px | seeds (queries) | " + " | ".join(METRICS) + " |"
-    lines = [header, "|---|---|" + "---|" * len(METRICS)]
-    for e in entries:
-        cells = [
-            f"{e[m]['mean']:.3f} [{e[m]['ci95'][0]:.3f}, {e[m]['ci95'][1]:.3f}]" for m in METRICS
+    rows = [
+        [
+            e["method"],
+            f"{','.join(map(str, e['seeds']))} ({e['queries']})",
+            *(_cell(e[m], "") for m in METRICS),
         ]
-        seeds = ",".join(map(str, e["seeds"]))
-        lines.append(f"| {e['method']} | {seeds} ({e['queries']}) | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        for e in entries
+    ]
+    return _table(["method @ px", "seeds (queries)", *METRICS], rows)
+
+
+def _cell(value: dict, sign: str) -> str:
+    """ "mean [low, high]" to three decimals; ``sign`` "+" writes every sign (differences)."""
+    low, high = value["ci95"]
+    return f"{value['mean']:{sign}.3f} [{low:{sign}.3f}, {high:{sign}.3f}]"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
 
 
 def log(message: str) -> None:
