@@ -355,28 +355,28 @@ def project_scores(
     }
     imgcls("train", *flags(settings), "--fresh", *extra, env=env)
     train, test = read_splits(splits)
-    loaded = load_model(checkpoints / "best_model.pt", torch.device("cpu"))
-    gallery, queries = embed_frame(loaded, train, data_dir), embed_frame(loaded, test, data_dir)
-    rows = {"": score(queries, test.class_name, gallery, train.class_name)}
+
+    def embedded(checkpoint: str, flip_tta: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """(gallery, queries) embedded by ``checkpoint`` of this run."""
+        loaded = load_model(checkpoints / checkpoint, torch.device("cpu"))
+        return tuple(embed_frame(loaded, f, data_dir, flip_tta=flip_tta) for f in (train, test))
+
+    def scored(gallery: np.ndarray, queries: np.ndarray, **how: bool) -> dict[str, np.ndarray]:
+        return score(queries, test.class_name, gallery, train.class_name, **how)
+
+    gallery, queries = embedded("best_model.pt")
+    rows = {"": scored(gallery, queries)}
     for name in search_variants:
         if name == "flip_tta":
-            flipped = [embed_frame(loaded, f, data_dir, flip_tta=True) for f in (test, train)]
-            rows[name] = score(flipped[0], test.class_name, flipped[1], train.class_name)
+            rows[name] = scored(*embedded("best_model.pt", flip_tta=True))
         elif name == "majority_vote":
-            rows[name] = score(
-                queries, test.class_name, gallery, train.class_name, weighted_vote=False
-            )
+            rows[name] = scored(gallery, queries, weighted_vote=False)
         elif name == "last_epoch":
-            last = load_model(checkpoints / "latest_model.pt", torch.device("cpu"))
-            last_gallery = embed_frame(last, train, data_dir)
-            last_queries = embed_frame(last, test, data_dir)
-            rows[name] = score(last_queries, test.class_name, last_gallery, train.class_name)
+            rows[name] = scored(*embedded("latest_model.pt"))
         else:
             reranker = Reranker.build(build_index(gallery), RerankSettings(rerank=name))
             searched = gallery if reranker.gallery is None else reranker.gallery
-            rows[name] = score(
-                reranker.queries(queries), test.class_name, searched, train.class_name
-            )
+            rows[name] = scored(searched, reranker.queries(queries))
     return rows
 
 
