@@ -217,6 +217,10 @@ def train(
     )
     ks = sorted({1, *config.evaluation.recall_k_values})
     _log_setup(log, data, len(val_frame), len(classes), hardware, info)
+    batchnorm_statistics = effective_batchnorm_statistics(
+        config.training.batchnorm_statistics, config.model
+    )
+    log(describe_batchnorm_statistics(config.training.batchnorm_statistics, batchnorm_statistics))
     if state.stopped_early:
         log(f"Nothing to train: {latest_path} stopped early at epoch {state.epoch}; use --fresh.")
     elif state.epoch >= config.training.total_epochs:
@@ -242,9 +246,6 @@ def train(
     # little towards unchanged weights, which needs no special case.
     ema_update = functools.partial(parts.ema.update, model) if parts.ema is not None else _nothing
     show = progress and info.is_main
-    batchnorm_statistics = effective_batchnorm_statistics(
-        config.training.batchnorm_statistics, config.model
-    )
     epochs = range(state.epoch, config.training.total_epochs)
     # The overall bar's ETA assumes every epoch runs; early stopping can end sooner.
     for epoch in progress_bar(epochs, desc="training", unit="epoch", enabled=show, position=0):
@@ -476,6 +477,13 @@ def apply_phase(
     elif batchnorm_statistics == "frozen":
         freeze_batchnorm(model.backbone)  # its other layers train as usual
     arcface.margin = margin_for_phase(phase, model_cfg)
+
+
+def describe_batchnorm_statistics(setting: str, effective: BatchNormStatistics) -> str:
+    """The log line that says which BatchNorm statistics the run updates, and why for auto."""
+    weights = "pretrained" if effective == "frozen" else "random"
+    why = f" (batchnorm_statistics auto: {weights} weights)" if setting == "auto" else ""
+    return f"Backbone BatchNorm statistics: {effective}{why}."
 
 
 def freeze_batchnorm(module: nn.Module) -> None:

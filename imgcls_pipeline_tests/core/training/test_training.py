@@ -26,6 +26,7 @@ from imgcls_pipeline.core.training.loop import (
     apply_phase,
     arcface_scale,
     checkpoint_payload,
+    describe_batchnorm_statistics,
     exact_recall_at_k,
     make_trainables,
     record_epoch,
@@ -171,6 +172,24 @@ def test_batchnorm_statistics_setting_decides_which_phases_update_them(
     # The backbone's weights still follow the phase, whatever happens to the statistics.
     assert all(p.requires_grad for p in model.backbone.parameters())
     assert model.head.training
+
+
+def test_the_run_says_which_batchnorm_statistics_it_updates(tiny, tmp_path):
+    lines: list[str] = []
+    data_dir, splits_dir = tiny
+    train(
+        tiny_config(total_epochs=1),  # random weights
+        data_dir=data_dir,
+        splits_dir=splits_dir,
+        checkpoint_dir=tmp_path,
+        hardware=cpu_hardware(),
+        log=lines.append,
+    )
+    expected = "Backbone BatchNorm statistics: frozen_in_warmup (batchnorm_statistics auto: random "
+    assert f"{expected}weights)." in lines
+    assert describe_batchnorm_statistics("frozen", "frozen") == (
+        "Backbone BatchNorm statistics: frozen."
+    )
 
 
 def test_gradient_accumulation_equals_one_big_batch():
